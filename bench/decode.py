@@ -1,0 +1,126 @@
+"""Frames decoded per second per protocol on one core, next to a no-parsing baseline.
+
+    python bench/decode.py [--frames 50000] [--repeat 3]
+
+For each protocol the same byte stream of single-fix position frames (made by the device-side
+encoder, each fix different) is processed twice, in 4 KiB chunks as a socket would deliver it:
+
+- baseline: a Python loop that only splits the stream into frames at the terminator (bytes.find
+  and a slice per frame), no parsing;
+- codec: the protocol's Framer plus decode() of every frame into typed events.
+
+The figure is the best of --repeat runs. Targets: >= 100,000 frames/s per protocol and the codec
+within 5x of the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from protocols import PROTOCOLS, DecodeOptions, Fix, Position, get_codec  # noqa: E402
+from protocols.imei import complete_imei  # noqa: E402
+
+CHUNK = 4096
+TERMINATOR = {"gps103": b";", "tk103": b")", "gl300": b"$"}
+TARGET_FPS = 100_000
+TARGET_RATIO = 5.0
+
+
+def make_stream(protocol: str, frames: int, seed: int = 7) -> bytes:
+    rng = random.Random(seed)
+    device = get_codec(protocol).device(complete_imei("35958601582980"))
+    start = datetime(2026, 11, 25, 23, 0, tzinfo=timezone.utc)
+    parts = []
+    for i in range(frames):
+        fix = Fix(
+            fix_time=start + timedelta(seconds=i),
+            lat=rng.uniform(-80, 80),
+            lon=rng.uniform(-179, 179),
+            speed_kmh=round(rng.uniform(0, 130), 1),
+            course_deg=round(rng.uniform(0, 359), 1),
+            altitude_m=round(rng.uniform(0, 900), 1),
+        )
+        parts.append(device.position(fix))
+    return b"".join(parts)
+
+
+def chunks(data: bytes) -> list[bytes]:
+    return [data[i : i + CHUNK] for i in range(0, len(data), CHUNK)]
+
+
+def run_baseline(pieces: list[bytes], terminator: bytes) -> int:
+    count = 0
+    buf = b""
+    for piece in pieces:
+        buf += piece
+        pos = 0
+        while True:
+            end = buf.find(terminator, pos)
+            if end < 0:
+                break
+            _frame = buf[pos : end + 1]
+            count += 1
+            pos = end + 1
+        buf = buf[pos:]
+    return count
+
+
+def run_codec(pieces: list[bytes], protocol: str) -> int:
+    codec = get_codec(protocol)
+    framer = codec.framer()
+    decode = codec.decode
+    options = DecodeOptions()
+    count = 0
+    for piece in pieces:
+        for frame in framer.feed(piece):
+            if isinstance(frame, bytes):
+                decoded = decode(frame, options)
+                if isinstance(decoded.events[0], Position):
+                    count += 1
+    return count
+
+
+def best_rate(fn: Callable[[], int], repeat: int, expected: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        got = fn()
+        elapsed = time.perf_counter() - t0
+        if got != expected:
+            raise SystemExit(f"processed {got} frames, expected {expected}: benchmark invalid")
+        best = min(best, elapsed)
+    return expected / best
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--frames", type=int, default=50_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+
+    print(f"{'protocol':<9} {'baseline fr/s':>14} {'codec fr/s':>12} {'ratio':>7}  verdict")
+    ok = True
+    for protocol in PROTOCOLS:
+        pieces = chunks(make_stream(protocol, args.frames))
+        baseline = best_rate(
+            lambda: run_baseline(pieces, TERMINATOR[protocol]), args.repeat, args.frames)
+        codec = best_rate(lambda: run_codec(pieces, protocol), args.repeat, args.frames)
+        ratio = baseline / codec
+        passed = codec >= TARGET_FPS and ratio <= TARGET_RATIO
+        ok &= passed
+        verdict = "ok" if passed else (
+            f"MISSED (targets >= {TARGET_FPS:,} fr/s and ratio <= {TARGET_RATIO:g})")
+        print(f"{protocol:<9} {baseline:>14,.0f} {codec:>12,.0f} {ratio:>6.1f}x  {verdict}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
