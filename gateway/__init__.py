@@ -1,0 +1,1 @@
+"""The gateway server: transports, sessions, storage, activation, web."""

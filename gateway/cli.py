@@ -1,0 +1,155 @@
+"""`gateway` command line: run the server, migrate the database, inspect and bind devices."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from gateway import logs
+from gateway.config import ConfigError, Settings, load_settings
+
+
+def _run_loop(main: Awaitable[Any]) -> Any:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is optional (not on every platform)
+        return asyncio.run(main)  # type: ignore[arg-type]
+    return uvloop.run(main)  # type: ignore[arg-type]
+
+
+async def _with_db(settings: Settings, action: Callable[[Any], Awaitable[Any]]) -> Any:
+    from gateway.store.database import Database
+
+    db = await Database.connect(settings.database.url)
+    try:
+        return await action(db)
+    finally:
+        await db.dispose()
+
+
+def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
+    from gateway.server import run
+
+    if settings.notify.channel == "outbox":
+        # One-time codes are written in clear to a file: fine on a laptop, never in production.
+        import logging
+
+        logging.getLogger("gateway").warning(
+            "notify.channel is 'outbox': one-time codes are written in clear to %s; "
+            "set notify.channel to email or sms in production", settings.notify.outbox_path)
+    _run_loop(run(settings))
+    return 0
+
+
+def cmd_db_upgrade(settings: Settings, _args: argparse.Namespace) -> int:
+    from gateway.store.migrate import upgrade
+
+    _run_loop(upgrade(settings.database.url))
+    print("database is at the latest schema")
+    return 0
+
+
+def cmd_devices(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.store import queries
+
+    async def action(db: Any) -> Any:
+        return await queries.list_devices(db, state=args.state)
+
+    devices = _run_loop(_with_db(settings, action))
+    for device in devices:
+        print(json.dumps(_plain(device), default=str))
+    return 0
+
+
+def cmd_bind(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.store import queries
+
+    async def action(db: Any) -> Any:
+        return await queries.bind_device(db, args.imei, args.contact)
+
+    try:
+        binding = _run_loop(_with_db(settings, action))
+    except (queries.DeviceNotFound, queries.DeviceAlreadyBound) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(_plain(binding), default=str))
+    return 0
+
+
+def cmd_release(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.store import queries
+
+    async def action(db: Any) -> Any:
+        return await queries.release_device(db, args.imei)
+
+    try:
+        _run_loop(_with_db(settings, action))
+    except queries.DeviceNotFound as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"released {args.imei}")
+    return 0
+
+
+def _plain(value: Any) -> Any:
+    from dataclasses import asdict, is_dataclass
+
+    return asdict(value) if is_dataclass(value) and not isinstance(value, type) else value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    config_help = ("TOML configuration file (default: $GATEWAY_CONFIG, else the built-in "
+                   "defaults documented in config/gateway.toml)")
+    parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
+    parser.add_argument("--config", metavar="FILE", help=config_help)
+    # Also accepted after the subcommand (`gateway run --config FILE`).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", help=config_help, default=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], **kwargs)
+
+    run = add("run", help="start the TCP listeners and the web app")
+    run.set_defaults(func=cmd_run)
+
+    db = add("db", help="database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    up = db_sub.add_parser("upgrade", parents=[common],
+                           help="apply the migrations (PostgreSQL needs this once)")
+    up.set_defaults(func=cmd_db_upgrade)
+
+    devices = add("devices", help="list devices the gateway has seen (JSON lines)")
+    devices.add_argument("--state", choices=["unclaimed", "claimed", "locked"])
+    devices.set_defaults(func=cmd_devices)
+
+    bind = add("bind", help="bind a seen device to an owner contact (admin)")
+    bind.add_argument("imei")
+    bind.add_argument("contact")
+    bind.set_defaults(func=cmd_bind)
+
+    release = add("release", help="end a device's binding (admin)")
+    release.add_argument("imei")
+    release.set_defaults(func=cmd_release)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log.level, settings.log.format)
+    result: int = args.func(settings, args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,98 @@
+"""What a device connection means, whatever carries it (TCP now, MQTT later).
+
+The transport hands over complete frames; this module asks the protocol codec what they say,
+enforces the session rules (one device per connection, frame rate) and says what to store and
+which replies to send. It never parses a frame itself.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from gateway.store.ingest import IngestItem
+from protocols import Codec, DecodeOptions, Position, Reply
+
+
+class TokenBucket:
+    """Frames per second with a burst allowance; `take()` is False when over the rate."""
+
+    __slots__ = ("_last", "_tokens", "burst", "rate")
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = burst
+        self._last = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+
+@dataclass(slots=True)
+class FrameOutcome:
+    """What to do with one frame."""
+
+    #: What to write to the database (None: nothing, e.g. an unidentified garbage frame).
+    item: IngestItem | None
+    #: Replies in order; those with after_store wait for `item` to be committed.
+    replies: tuple[Reply, ...]
+    #: Why the frame was refused, for logs and metrics (None when accepted).
+    rejected: str | None
+    #: A short label of the refusal for metrics (bounded set of values).
+    rejected_kind: str | None
+    positions: int = 0
+
+
+@dataclass(slots=True)
+class DeviceSession:
+    """One device connection: the device it is locked to, and its limits."""
+
+    codec: Codec
+    options: DecodeOptions
+    remote_addr: str
+    rate: TokenBucket
+    device_id: str | None = None
+    frames: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def handle_frame(self, frame: bytes, received_at: datetime | None = None) -> FrameOutcome:
+        """Decode one complete frame and decide what to store and answer."""
+        self.frames += 1
+        when = received_at or datetime.now(timezone.utc)
+        decoded = self.codec.decode(frame, self.options)
+        device_id = decoded.device_id
+        if device_id is not None:
+            if self.device_id is None:
+                self.device_id = device_id
+            elif device_id != self.device_id:
+                return FrameOutcome(
+                    None, (),
+                    f"frame for device {device_id} on the connection of device {self.device_id}",
+                    "imei_mismatch")
+        rejected = decoded.rejected
+        owner = device_id or self.device_id
+        if owner is None:
+            # Nothing identifies the sender yet: nothing to attach the frame to.
+            reason = rejected.reason if rejected else "frame before the device identified itself"
+            return FrameOutcome(None, (), reason, "decode_error" if rejected else "unidentified")
+        item = IngestItem(
+            device_id=owner,
+            protocol=self.codec.name,
+            remote_addr=self.remote_addr,
+            received_at=when,
+            raw=frame,
+            events=decoded.events,
+            rejected_reason=rejected.reason if rejected else None,
+        )
+        if rejected is not None:
+            return FrameOutcome(item, (), rejected.reason, "decode_error")
+        positions = sum(1 for event in decoded.events if isinstance(event, Position))
+        return FrameOutcome(item, decoded.replies, None, None, positions)

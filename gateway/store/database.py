@@ -1,0 +1,233 @@
+"""The database handle: engine, session factory and the per-dialect setup.
+
+SQLite (the default) is a single file, set up for "nothing acknowledged is lost":
+
+* WAL journal: readers (web pages) never block the writer and the writer never blocks them.
+* `synchronous=FULL`: every commit fsyncs the WAL before it returns. With `NORMAL`, a commit in
+  WAL mode survives a crash of the process but not a power cut or kernel panic: the last
+  transactions can roll back, and the device already deleted what we acknowledged. The cost of
+  FULL is one fsync per commit, which group commit (`writer.py`) spreads over a whole batch.
+* `busy_timeout`: wait for a lock held by another connection (a CLI, a backup) instead of failing
+  at once; past it the writer sees "database is locked" and retries without failing anyone.
+* `foreign_keys=ON`: SQLite ignores foreign keys unless asked.
+* Transactions that write start with `BEGIN IMMEDIATE` (`Database.begin()`): they take the write
+  lock up front, so busy_timeout applies, instead of failing when a read upgrades to a write.
+
+PostgreSQL uses asyncpg with a small pool, pre-ping (a restarted server costs no failed batch),
+and timeouts so that a vanished server is reported instead of hanging forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError, StatementError
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+log = logging.getLogger(__name__)
+
+#: Execution option read by the SQLite "begin" hook: start the transaction with BEGIN IMMEDIATE.
+_IMMEDIATE = "gateway_begin_immediate"
+
+
+def normalize_url(url: str | URL) -> URL:
+    """The URL with its async driver: `sqlite://` -> aiosqlite, `postgresql://` -> asyncpg."""
+    parsed = make_url(url)
+    if parsed.drivername in ("sqlite", "sqlite+pysqlite"):
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    elif parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    if parsed.drivername not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+        raise ValueError(f"unsupported database URL {parsed.render_as_string()!r}: "
+                         "use sqlite+aiosqlite:///FILE or postgresql+asyncpg://USER@HOST/DB")
+    return parsed
+
+
+def _sqlite_file(url: URL) -> Path | None:
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+class Database:
+    """An async engine and session factory for one database.
+
+    Build it with `Database.connect(url)`; release it with `await db.dispose()`.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker(
+            engine, expire_on_commit=False
+        )
+
+    @property
+    def dialect(self) -> str:
+        """`"sqlite"` or `"postgresql"`."""
+        return self.engine.dialect.name
+
+    @property
+    def url(self) -> URL:
+        return self.engine.url
+
+    @classmethod
+    def create(
+        cls,
+        url: str | URL,
+        *,
+        sqlite_busy_timeout_ms: int = 5000,
+        pool_size: int = 5,
+        max_overflow: int = 10,
+        connect_timeout_s: float = 10.0,
+        command_timeout_s: float = 60.0,
+        echo: bool = False,
+    ) -> Database:
+        """A handle on `url` without touching the database (no connection, no migration).
+
+        The SQLite file's parent folder is created so that the first run works out of the box.
+        """
+        parsed = normalize_url(url)
+        kwargs: dict[str, Any] = {"echo": echo}
+        if parsed.drivername == "postgresql+asyncpg":
+            kwargs.update(
+                pool_size=pool_size,
+                max_overflow=max_overflow,
+                pool_pre_ping=True,
+                # A connection is recycled before server-side idle timeouts or NAT drop it.
+                pool_recycle=1800,
+                connect_args={"timeout": connect_timeout_s, "command_timeout": command_timeout_s},
+            )
+            engine = create_async_engine(parsed, **kwargs)
+        else:
+            path = _sqlite_file(parsed)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            # Our own busy_timeout pragma governs lock waits; the driver's own timeout must not
+            # cut it short.
+            kwargs["connect_args"] = {"timeout": max(sqlite_busy_timeout_ms / 1000, 0.001)}
+            engine = create_async_engine(parsed, **kwargs)
+            _setup_sqlite(engine, sqlite_busy_timeout_ms)
+        return cls(engine)
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str | URL,
+        *,
+        auto_upgrade: bool | None = None,
+        **options: Any,
+    ) -> Database:
+        """Open `url`; migrate it to the latest schema first when `auto_upgrade` says so.
+
+        `auto_upgrade=None` (the default) migrates SQLite, whose file the gateway owns, and
+        leaves PostgreSQL to an explicit `gateway db upgrade`. Other keyword arguments go to
+        `Database.create`.
+        """
+        db = cls.create(url, **options)
+        if auto_upgrade is None:
+            auto_upgrade = db.dialect == "sqlite"
+        if auto_upgrade:
+            from gateway.store.migrate import upgrade_database
+
+            try:
+                await upgrade_database(db)
+            except BaseException:
+                await db.dispose()
+                raise
+        return db
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        """A connection in a write transaction, committed on exit (rolled back on error).
+
+        On SQLite the transaction starts with BEGIN IMMEDIATE (see the module docstring).
+        """
+        async with self.engine.connect() as conn:
+            if self.dialect == "sqlite":
+                await conn.execution_options(**{_IMMEDIATE: True})
+            async with conn.begin():
+                yield conn
+
+    async def ping(self) -> bool:
+        """True when the database answers a trivial query."""
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:  # any failure means "not reachable", for health checks
+            log.debug("database ping failed: %s", exc)
+            return False
+        return True
+
+    async def dispose(self) -> None:
+        """Close every pooled connection."""
+        await self.engine.dispose()
+
+
+def _setup_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control from the driver: it would otherwise BEGIN lazily (deferred)
+        # before the first write; our "begin" hook below emits the BEGIN we want.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = FULL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        immediate = conn.get_execution_options().get(_IMMEDIATE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+#: PostgreSQL SQLSTATE classes worth retrying: connection exception, transaction rollback
+#: (serialization failure, deadlock), insufficient resources (disk full, too many connections),
+#: operator intervention (shutdown, restart, "cannot connect now"), system error (I/O).
+_TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57", "58"})
+
+
+def is_transient_error(exc: BaseException) -> bool:
+    """True when retrying the same write later can succeed (the database is away or busy).
+
+    False for data errors (constraint violations, bad values) and programming errors: those
+    fail again whatever we wait, and the writer isolates the item that causes them.
+    """
+    if isinstance(exc, (OSError, TimeoutError)):
+        # Connection refused / reset, and asyncpg's connect or command timeout.
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        orig = exc.orig
+        sqlstate = getattr(orig, "sqlstate", None)
+        if isinstance(sqlstate, str) and len(sqlstate) == 5:
+            return sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
+        cause = getattr(orig, "__cause__", None)
+        if isinstance(cause, (OSError, TimeoutError)):
+            return True
+        if isinstance(orig, sqlite3.IntegrityError | sqlite3.DataError):
+            return False
+        # sqlite3.OperationalError: "database is locked", "disk I/O error", "unable to open".
+        return type(exc).__name__ in ("OperationalError", "InterfaceError", "InternalError")
+    if isinstance(exc, StatementError):
+        # Raised before reaching the database (e.g. a value our types refuse).
+        return False
+    return False

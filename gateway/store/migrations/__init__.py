@@ -1,0 +1,1 @@
+"""Alembic migrations of the gateway store (see gateway.store.migrate)."""

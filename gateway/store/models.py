@@ -1,0 +1,248 @@
+"""Tables of the gateway store, as typed declarative models.
+
+The write path (`ingest.py`) uses these tables through SQLAlchemy Core for speed; the models are
+the single definition of the schema, which the Alembic migrations mirror.
+
+Every timestamp is a timezone-aware UTC datetime on the way in and on the way out, on both
+dialects (`UTCDateTime`).
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Double,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every dialect.
+
+    PostgreSQL stores `timestamptz`. SQLite has no datetime type: values are stored as naive UTC
+    text in one fixed format (so text order is time order, which the upsert comparisons and the
+    UNIQUE(device, fix_time) key rely on) and come back with tzinfo=UTC. Naive datetimes are
+    refused rather than guessed: a local time taken for UTC would silently shift history.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: the store only takes aware datetimes")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+#: Row ids: 64-bit on PostgreSQL; INTEGER on SQLite, where only `INTEGER PRIMARY KEY` is the
+#: auto-incrementing rowid (and SQLite integers are 64-bit anyway).
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+#: Attributes of a position: JSONB on PostgreSQL (compact, indexable later), JSON text elsewhere.
+JsonDict = JSON().with_variant(JSONB(), "postgresql")
+
+#: Stable constraint names, so that later migrations can refer to them on both dialects.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base: naming convention and the datetime / JSON column types."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {  # noqa: RUF012 (SQLAlchemy reads this class attribute)
+        datetime: UTCDateTime(),
+        dict[str, Any]: JsonDict,
+        float: Double(),
+    }
+
+
+class DeviceState(enum.StrEnum):
+    """Where a device is in its life: nobody's, somebody's, or held back (activation feature)."""
+
+    UNCLAIMED = "unclaimed"
+    CLAIMED = "claimed"
+    LOCKED = "locked"
+
+
+class Device(Base):
+    """A tracker the gateway has heard from, registered unclaimed on its first frame."""
+
+    __tablename__ = "devices"
+    __table_args__ = (
+        CheckConstraint("length(imei) BETWEEN 1 AND 15", name="imei_length"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    #: The device id string of the protocol (IMEI, or the 12-character TK103 id).
+    imei: Mapped[str] = mapped_column(String(15), unique=True)
+    protocol: Mapped[str] = mapped_column(String(16))
+    state: Mapped[DeviceState] = mapped_column(
+        Enum(
+            DeviceState,
+            native_enum=False,
+            create_constraint=True,
+            length=16,
+            name="state",
+            values_callable=lambda states: [state.value for state in states],
+            validate_strings=True,
+        ),
+        default=DeviceState.UNCLAIMED,
+    )
+    first_seen: Mapped[datetime]
+    last_seen: Mapped[datetime]
+    remote_addr: Mapped[str | None] = mapped_column(String(64))
+    last_fix_time: Mapped[datetime | None]
+    last_lat: Mapped[float | None]
+    last_lon: Mapped[float | None]
+    last_speed_kmh: Mapped[float | None]
+    last_course_deg: Mapped[float | None]
+    last_valid: Mapped[bool | None]
+    #: The contact proven to hold the device (activation feature); nullable until then.
+    contact_of_record: Mapped[str | None] = mapped_column(String(255))
+    #: The open binding, if any (denormalised from `bindings` so the write path needs no join).
+    current_binding_id: Mapped[int | None] = mapped_column(
+        ForeignKey("bindings.id", use_alter=True)
+    )
+    #: Frames received so far: the next raw frame goes to ring slot `frame_seq % N`.
+    frame_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+
+
+class Owner(Base):
+    """Somebody who can hold devices, identified by a contact (e-mail or phone number)."""
+
+    __tablename__ = "owners"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    contact: Mapped[str] = mapped_column(String(255), unique=True)
+    created_at: Mapped[datetime]
+
+
+class Binding(Base):
+    """A period during which a device belongs to an owner. `ended_at` is NULL while open."""
+
+    __tablename__ = "bindings"
+    __table_args__ = (
+        # At most one open binding per device, enforced by the database itself.
+        Index(
+            "uq_bindings_open_device",
+            "device_id",
+            unique=True,
+            postgresql_where=text("ended_at IS NULL"),
+            sqlite_where=text("ended_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"), index=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id"), index=True)
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+
+
+class StoredPosition(Base):
+    """A fix of a bound device, attached to the binding it was received under."""
+
+    __tablename__ = "positions"
+    __table_args__ = (
+        # A device resending after a lost ack is stored once (ON CONFLICT DO NOTHING).
+        UniqueConstraint("device_id", "fix_time"),
+        CheckConstraint("lat BETWEEN -90 AND 90", name="lat_range"),
+        CheckConstraint("lon BETWEEN -180 AND 180", name="lon_range"),
+        Index("ix_positions_binding_id_fix_time", "binding_id", "fix_time"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"))
+    binding_id: Mapped[int] = mapped_column(ForeignKey("bindings.id"))
+    fix_time: Mapped[datetime]
+    received_at: Mapped[datetime]
+    lat: Mapped[float]
+    lon: Mapped[float]
+    valid: Mapped[bool]
+    speed_kmh: Mapped[float | None]
+    course_deg: Mapped[float | None]
+    altitude_m: Mapped[float | None]
+    satellites: Mapped[int | None]
+    hdop: Mapped[float | None]
+    attributes: Mapped[dict[str, Any] | None]
+
+
+class StoredAlarm(Base):
+    """An alarm a device reported; `binding_id` is NULL when the device was not bound."""
+
+    __tablename__ = "alarms"
+    __table_args__ = (
+        # Resent alarms (lost ack) are stored once; event_time falls back to the fix time or
+        # the receive time, so it is never NULL.
+        UniqueConstraint("device_id", "alarm_type", "event_time"),
+        Index("ix_alarms_binding_id_event_time", "binding_id", "event_time"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"))
+    binding_id: Mapped[int | None] = mapped_column(ForeignKey("bindings.id"))
+    alarm_type: Mapped[str] = mapped_column(String(32))
+    raw_code: Mapped[str] = mapped_column(Text)
+    event_time: Mapped[datetime]
+    lat: Mapped[float | None]
+    lon: Mapped[float | None]
+    received_at: Mapped[datetime]
+
+
+class DeviceFrame(Base):
+    """One slot of a device's ring of recent raw frames (installer diagnostics).
+
+    The ring has N slots per device; frame number `seq` goes to slot `seq % N`, overwriting the
+    oldest. So the table never holds more than N rows per device and trimming costs nothing: no
+    DELETE, no scan, just an upsert on the primary key.
+    """
+
+    __tablename__ = "device_frames"
+
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"), primary_key=True)
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    #: The device's frame number (1, 2, ...): newest first is `ORDER BY seq DESC`.
+    seq: Mapped[int] = mapped_column(BigInteger)
+    received_at: Mapped[datetime]
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    remote_addr: Mapped[str | None] = mapped_column(String(64))
+    #: "ok" or "rejected: <reason>".
+    result: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,316 @@
+"""TCP listeners: one per protocol, plus an optional port that detects the protocol.
+
+Each connection reads bytes, lets the protocol's framer cut them into frames, hands each frame
+to its DeviceSession and sends the replies in frame order. A reply that acknowledges data is
+written only after the store reports that data committed. Every limit is enforced here: idle
+timeout, frame size (in the framer), connections per address, frames per second, and the number
+of frames waiting for their commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from gateway.config import TcpSettings
+from gateway.metrics import Metrics
+from gateway.session import DeviceSession, TokenBucket
+from gateway.store.ingest import IngestItem
+from protocols import PROTOCOLS, DecodeOptions, Discarded, Reply, UnknownProtocol, detect, get_codec
+
+log = logging.getLogger("gateway.tcp")
+
+READ_CHUNK = 65536
+#: Bytes read while detecting the protocol on the auto port before giving up.
+DETECT_MAX_BYTES = 64
+
+Submit = Callable[[IngestItem], "asyncio.Future[None]"]
+
+
+@dataclass(slots=True)
+class _Outgoing:
+    stored: asyncio.Future[None] | None
+    replies: tuple[Reply, ...]
+
+
+class TcpServer:
+    """All device listeners of one gateway."""
+
+    def __init__(self, settings: TcpSettings, metrics: Metrics, submit: Submit) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.submit = submit
+        self.ports: dict[str, int] = {}
+        self._servers: list[asyncio.Server] = []
+        self._per_addr: Counter[str] = Counter()
+        self._connections: set[_Connection] = set()
+
+    async def start(self) -> None:
+        listeners: list[tuple[str | None, int]] = [
+            (name, getattr(self.settings, f"{name}_port")) for name in PROTOCOLS
+        ]
+        listeners.append((None, self.settings.auto_port))
+        for protocol, port in listeners:
+            if not port:
+                continue
+
+            def accept(
+                reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                protocol: str | None = protocol,
+            ) -> Awaitable[None]:
+                return self._accept(protocol, reader, writer)
+
+            server = await asyncio.start_server(
+                accept, self.settings.host, port, limit=READ_CHUNK, backlog=4096)
+            self._servers.append(server)
+            label = protocol or "auto"
+            self.ports[label] = server.sockets[0].getsockname()[1]
+            log.info("listening", extra={"protocol": label, "host": self.settings.host,
+                                         "port": self.ports[label]})
+
+    async def stop(self, timeout: float = 30.0) -> None:
+        """Stop accepting, stop reading, send the acks now due, close every connection."""
+        for server in self._servers:
+            server.close()
+        for connection in list(self._connections):
+            connection.stop_reading()
+        tasks = [c.task for c in self._connections if c.task is not None]
+        if tasks:
+            done, pending = await asyncio.wait(tasks, timeout=timeout)
+            for task in pending:
+                task.cancel()
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    async def _accept(
+        self, protocol: str | None, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        peer = writer.get_extra_info("peername")
+        addr = peer[0] if isinstance(peer, tuple) else str(peer)
+        label = protocol or "auto"
+        if self._per_addr[addr] >= self.settings.max_connections_per_addr:
+            self.metrics.connections_refused.labels(label).inc()
+            log.warning("connection refused: too many connections from this address",
+                        extra={"protocol": label, "remote": addr,
+                               "limit": self.settings.max_connections_per_addr})
+            writer.transport.abort()
+            return
+        self._per_addr[addr] += 1
+        connection = _Connection(self, protocol, reader, writer, addr)
+        connection.task = asyncio.current_task()
+        self._connections.add(connection)
+        try:
+            await connection.run()
+        finally:
+            self._connections.discard(connection)
+            self._per_addr[addr] -= 1
+            if self._per_addr[addr] <= 0:
+                del self._per_addr[addr]
+
+
+class _Connection:
+    def __init__(
+        self,
+        server: TcpServer,
+        protocol: str | None,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        addr: str,
+    ) -> None:
+        self.server = server
+        self.protocol = protocol
+        self.reader = reader
+        self.writer = writer
+        self.addr = addr
+        self.task: asyncio.Task[None] | None = None
+        self._read_task: asyncio.Task[str] | None = None
+        self._outgoing: deque[_Outgoing] = deque()
+        self._outgoing_ready = asyncio.Event()
+        self._reading_done = False
+        self.session: DeviceSession | None = None
+
+    def stop_reading(self) -> None:
+        if self._read_task is not None:
+            self._read_task.cancel()
+
+    async def run(self) -> None:
+        metrics = self.server.metrics
+        label = self.protocol or "auto"
+        sender = asyncio.create_task(self._send_loop())
+        self._read_task = asyncio.create_task(self._read_loop())
+        metrics.connections.labels(label).inc()
+        log.info("connection open", extra={"protocol": label, "remote": self.addr})
+        reason = "error"
+        try:
+            reason = await self._read_task
+        except asyncio.CancelledError:
+            reason = "shutdown"
+        except Exception:
+            log.exception("connection failed", extra={"protocol": label, "remote": self.addr})
+        finally:
+            self._reading_done = True
+            self._outgoing_ready.set()
+            try:
+                # Acks due for what was stored are still sent before closing.
+                await sender
+            except Exception:
+                log.exception("sending replies failed", extra={"remote": self.addr})
+            self.writer.close()
+            try:
+                await self.writer.wait_closed()
+            except (ConnectionError, OSError):
+                pass
+            label = self.session.codec.name if self.session else label
+            metrics.connections.labels(self.protocol or "auto").dec()
+            metrics.connections_closed.labels(label, reason).inc()
+            log.info("connection closed", extra={
+                "protocol": label, "remote": self.addr, "reason": reason,
+                "device": self.session.device_id if self.session else None,
+                "frames": self.session.frames if self.session else 0})
+
+    async def _read(self) -> bytes:
+        return await asyncio.wait_for(
+            self.reader.read(READ_CHUNK), timeout=self.server.settings.idle_timeout_s)
+
+    async def _detect(self) -> tuple[str, bytes] | str:
+        """On the auto port: read until the first bytes tell the protocol."""
+        head = b""
+        while True:
+            try:
+                data = await self._read()
+            except TimeoutError:
+                return "idle_timeout"
+            if not data:
+                return "eof"
+            head += data
+            try:
+                name = detect(head[:DETECT_MAX_BYTES])
+            except UnknownProtocol as exc:
+                self._reject("auto", "unknown_protocol", str(exc))
+                return "unknown_protocol"
+            if name is not None:
+                if name not in PROTOCOLS:
+                    self._reject("auto", "unknown_protocol", f"{name} is not served on this port")
+                    return "unknown_protocol"
+                return name, head
+            if len(head) >= DETECT_MAX_BYTES:
+                return "unknown_protocol"
+
+    async def _read_loop(self) -> str:
+        settings = self.server.settings
+        metrics = self.server.metrics
+        first = b""
+        protocol = self.protocol
+        if protocol is None:
+            detected = await self._detect()
+            if isinstance(detected, str):
+                return detected
+            protocol, first = detected
+        codec = get_codec(protocol)
+        framer = codec.framer(settings.max_frame_bytes)
+        session = self.session = DeviceSession(
+            codec=codec,
+            options=DecodeOptions(gl300_sack=settings.gl300_sack),
+            remote_addr=self.addr,
+            rate=TokenBucket(settings.max_frames_per_s, settings.max_frames_per_s * 2),
+        )
+        submit = self.server.submit
+        frames_ok = metrics.frames.labels(protocol, "ok")
+        positions = metrics.positions.labels(protocol)
+        data = first
+        while True:
+            if not data:
+                try:
+                    data = await self._read()
+                except TimeoutError:
+                    return "idle_timeout"
+                except (ConnectionError, OSError):
+                    return "connection_error"
+                if not data:
+                    return "eof"
+            for out in framer.feed(data):
+                if isinstance(out, Discarded):
+                    self._reject(protocol, "framing", f"{out.reason} ({out.size} bytes)")
+                    continue
+                if not session.rate.take():
+                    self._reject(protocol, "rate_limit",
+                                 f"more than {settings.max_frames_per_s:g} frames/s")
+                    return "rate_limit"
+                outcome = session.handle_frame(out)
+                stored = submit(outcome.item) if outcome.item is not None else None
+                if outcome.rejected is not None:
+                    assert outcome.rejected_kind is not None
+                    if outcome.rejected_kind == "decode_error":
+                        metrics.decode_errors.labels(protocol).inc()
+                    self._reject(protocol, outcome.rejected_kind, outcome.rejected,
+                                 device=session.device_id)
+                else:
+                    frames_ok.inc()
+                    if outcome.positions:
+                        positions.inc(outcome.positions)
+                if outcome.replies:
+                    self._outgoing.append(_Outgoing(stored, outcome.replies))
+                    self._outgoing_ready.set()
+                    if any(reply.after_store for reply in outcome.replies):
+                        metrics.acks_pending.inc()
+                elif stored is not None:
+                    self._outgoing.append(_Outgoing(stored, ()))
+                    self._outgoing_ready.set()
+            data = b""
+            # Backpressure: stop reading while too many frames wait for their commit.
+            while len(self._outgoing) > settings.max_pending_per_connection:
+                head = self._outgoing[0].stored
+                if head is None or head.done():
+                    await asyncio.sleep(0)
+                else:
+                    await asyncio.wait([head])
+
+    def _reject(self, protocol: str, kind: str, reason: str, device: str | None = None) -> None:
+        self.server.metrics.frames.labels(protocol, "rejected").inc()
+        self.server.metrics.rejected_frames.labels(protocol, kind).inc()
+        log.warning("frame rejected", extra={
+            "protocol": protocol, "remote": self.addr, "device": device, "kind": kind,
+            "reason": reason})
+
+    async def _send_loop(self) -> None:
+        metrics = self.server.metrics
+        writer = self.writer
+        broken = False
+        while True:
+            if not self._outgoing:
+                if self._reading_done:
+                    return
+                self._outgoing_ready.clear()
+                await self._outgoing_ready.wait()
+                continue
+            entry = self._outgoing[0]
+            committed = True
+            if entry.stored is not None:
+                try:
+                    await entry.stored
+                except Exception as exc:
+                    committed = False
+                    log.error("frame not stored; its ack is withheld",
+                              extra={"remote": self.addr, "error": str(exc)})
+            self._outgoing.popleft()
+            for reply in entry.replies:
+                if reply.after_store:
+                    metrics.acks_pending.dec()
+                    if not committed:
+                        continue
+                if broken:
+                    continue
+                try:
+                    writer.write(reply.data)
+                    if writer.transport.get_write_buffer_size() > READ_CHUNK:
+                        await writer.drain()
+                except (ConnectionError, OSError):
+                    broken = True

@@ -1,0 +1,1 @@
+"""The web side: JSON API, owner pages, health and metrics."""

@@ -1,0 +1,48 @@
+"""The FastAPI application: health, metrics and the admin device API."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gateway.web import admin
+
+if TYPE_CHECKING:
+    from gateway.server import Gateway
+
+
+def create_app(gateway: Gateway) -> FastAPI:
+    app = FastAPI(
+        title="tracker-gateway",
+        description="GPS tracker gateway with device activation by one-time codes.",
+        version="0.1.0",
+    )
+    app.state.gateway = gateway
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> JSONResponse:
+        """200 when the gateway can store and acknowledge data, 503 (with details) when not."""
+        db_up = gateway.db is not None and await gateway.db.ping()
+        writer = gateway.writer
+        body = {
+            "status": "ok" if db_up else "degraded",
+            "database": "up" if db_up else "down",
+            "store_pending": writer.pending if writer is not None else 0,
+            "connections": gateway.tcp.connection_count if gateway.tcp is not None else 0,
+            "tcp_ports": gateway.tcp.ports if gateway.tcp is not None else {},
+            "mqtt": "disabled" if not gateway.settings.mqtt.enabled else "unknown",
+        }
+        return JSONResponse(body, status_code=200 if db_up else 503)
+
+    @app.get("/metrics", tags=["operations"])
+    async def metrics() -> Response:
+        """Prometheus text format."""
+        if gateway.writer is not None:
+            gateway.metrics.store_pending.set(gateway.writer.pending)
+        return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(admin.router)
+    return app
