@@ -38,6 +38,9 @@ class DatabaseSettings(_Section):
     queue_max: int = Field(50_000, ge=1)
     #: Raw frames kept per device for installer diagnostics.
     frames_per_device: int = Field(20, ge=0, le=1000)
+    #: On SIGTERM, how long to keep trying to store what was received (the database may be
+    #: away). What is still not stored after that was never acknowledged: devices resend it.
+    shutdown_timeout_s: float = Field(30.0, ge=0)
 
     @field_validator("url")
     @classmethod

@@ -13,7 +13,7 @@ import uvicorn
 from gateway.config import Settings
 from gateway.metrics import Metrics
 from gateway.store.database import Database
-from gateway.store.ingest import IngestItem
+from gateway.store.ingest import IngestItem, trim_frame_rings
 from gateway.store.writer import GroupCommitWriter
 from gateway.tcp import TcpServer
 from gateway.web.app import create_app
@@ -70,6 +70,7 @@ class Gateway:
             on_failure=on_failure,
         )
         self.writer.start()
+        await self._trim_frame_rings()
         self.tcp = TcpServer(settings.tcp, self.metrics, self._submit)
         await self.tcp.start()
         app = create_app(self)
@@ -91,6 +92,14 @@ class Gateway:
             "tcp": self.tcp.ports, "http": f"{settings.http.host}:{self.http_port}",
             "database": self.db.url.render_as_string(hide_password=True)})
 
+    async def _trim_frame_rings(self) -> None:
+        """After frames_per_device was lowered, drop ring slots beyond the new size."""
+        assert self.db is not None
+        try:
+            await trim_frame_rings(self.db, self.settings.database.frames_per_device)
+        except Exception as exc:  # the database may be away at start: the gateway still runs
+            log.warning("could not trim the frame rings", extra={"error": str(exc)})
+
     def _submit(self, item: IngestItem) -> asyncio.Future[None]:
         assert self.writer is not None
         return self.writer.submit_future(item)
@@ -101,7 +110,7 @@ class Gateway:
         if self.tcp is not None:
             await self.tcp.stop()
         if self.writer is not None:
-            await self.writer.close(drain=True)
+            await self.writer.close(drain=True, timeout=self.settings.database.shutdown_timeout_s)
         if self._web is not None and self._web_task is not None:
             self._web.should_exit = True
             await self._web_task

@@ -32,6 +32,10 @@ Submit = Callable[[IngestItem], "asyncio.Future[None]"]
 
 @dataclass(slots=True)
 class _Outgoing:
+    """Replies of one frame. `stored` is set when one of them acknowledges data: they are then
+    sent once the data is committed. Replies leave in frame order, so a handshake reply queued
+    behind a withheld ack waits for it."""
+
     stored: asyncio.Future[None] | None
     replies: tuple[Reply, ...]
 
@@ -135,6 +139,9 @@ class _Connection:
         self._outgoing: deque[_Outgoing] = deque()
         self._outgoing_ready = asyncio.Event()
         self._reading_done = False
+        # Frames handed to the store and not yet committed (or failed).
+        self._uncommitted = 0
+        self._commit_progress = asyncio.Event()
         self.session: DeviceSession | None = None
 
     def stop_reading(self) -> None:
@@ -245,7 +252,11 @@ class _Connection:
                                  f"more than {settings.max_frames_per_s:g} frames/s")
                     return "rate_limit"
                 outcome = session.handle_frame(out)
-                stored = submit(outcome.item) if outcome.item is not None else None
+                stored = None
+                if outcome.item is not None:
+                    stored = submit(outcome.item)
+                    self._uncommitted += 1
+                    stored.add_done_callback(self._committed)
                 if outcome.rejected is not None:
                     assert outcome.rejected_kind is not None
                     if outcome.rejected_kind == "decode_error":
@@ -257,21 +268,20 @@ class _Connection:
                     if outcome.positions:
                         positions.inc(outcome.positions)
                 if outcome.replies:
-                    self._outgoing.append(_Outgoing(stored, outcome.replies))
+                    acks = sum(1 for reply in outcome.replies if reply.after_store)
+                    self._outgoing.append(_Outgoing(stored if acks else None, outcome.replies))
                     self._outgoing_ready.set()
-                    if any(reply.after_store for reply in outcome.replies):
-                        metrics.acks_pending.inc()
-                elif stored is not None:
-                    self._outgoing.append(_Outgoing(stored, ()))
-                    self._outgoing_ready.set()
+                    if acks:
+                        metrics.acks_pending.inc(acks)
             data = b""
             # Backpressure: stop reading while too many frames wait for their commit.
-            while len(self._outgoing) > settings.max_pending_per_connection:
-                head = self._outgoing[0].stored
-                if head is None or head.done():
-                    await asyncio.sleep(0)
-                else:
-                    await asyncio.wait([head])
+            while self._uncommitted > settings.max_pending_per_connection:
+                self._commit_progress.clear()
+                await self._commit_progress.wait()
+
+    def _committed(self, _future: asyncio.Future[None]) -> None:
+        self._uncommitted -= 1
+        self._commit_progress.set()
 
     def _reject(self, protocol: str, kind: str, reason: str, device: str | None = None) -> None:
         self.server.metrics.frames.labels(protocol, "rejected").inc()

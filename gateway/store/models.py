@@ -22,6 +22,7 @@ from sqlalchemy import (
     Double,
     Enum,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
@@ -160,6 +161,8 @@ class Binding(Base):
 
     __tablename__ = "bindings"
     __table_args__ = (
+        # Target of the positions' (binding_id, device_id) key.
+        UniqueConstraint("id", "device_id"),
         # At most one open binding per device, enforced by the database itself.
         Index(
             "uq_bindings_open_device",
@@ -184,14 +187,17 @@ class StoredPosition(Base):
     __table_args__ = (
         # A device resending after a lost ack is stored once (ON CONFLICT DO NOTHING).
         UniqueConstraint("device_id", "fix_time"),
+        # One key for both ids: a position can only name a binding of its own device, and
+        # PostgreSQL runs one foreign-key check per inserted row instead of two.
+        ForeignKeyConstraint(["binding_id", "device_id"], ["bindings.id", "bindings.device_id"]),
         CheckConstraint("lat BETWEEN -90 AND 90", name="lat_range"),
         CheckConstraint("lon BETWEEN -180 AND 180", name="lon_range"),
         Index("ix_positions_binding_id_fix_time", "binding_id", "fix_time"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"))
-    binding_id: Mapped[int] = mapped_column(ForeignKey("bindings.id"))
+    device_id: Mapped[int] = mapped_column(BigId)
+    binding_id: Mapped[int] = mapped_column(BigId)
     fix_time: Mapped[datetime]
     received_at: Mapped[datetime]
     lat: Mapped[float]

@@ -137,6 +137,8 @@ class GroupCommitWriter:
         """
         if self._closing:
             raise WriterClosed("the store writer is closed")
+        if self._task is None:
+            raise RuntimeError("GroupCommitWriter.start() was not called")
         await self._slots.acquire()
         if self._closing:
             self._slots.release()
@@ -194,17 +196,15 @@ class GroupCommitWriter:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._full.wait(), self.max_delay_s)
             batch = self._take(self.max_batch)
+            # Kept while being written (also when cancelled): close() fails what is left.
             self._inflight = batch
             try:
                 await self._write(batch)
-            except asyncio.CancelledError:
-                raise
             except Exception as exc:  # a bug of ours must not stop every ack of the gateway
                 log.exception("store writer: unexpected error, failing the batch")
                 for job in batch:
                     self._finish(job, exc)
-            finally:
-                self._inflight = []
+            self._inflight = []
 
     def _take(self, count: int) -> list[_Job]:
         taken = []

@@ -36,7 +36,7 @@ def decode(frame: bytes, options: DecodeOptions = DEFAULT_OPTIONS) -> Decoded:
     """Decode one frame (with or without its `$`). Never raises: bad input gives a Rejected."""
     try:
         return _decode(frame, options)
-    except Exception as exc:  # noqa: BLE001 - the contract is that decode() never raises
+    except Exception as exc:  # the contract: decode() never raises, whatever the input
         return Decoded(raw=frame, device_id=None, events=(
             Rejected(f"internal decoder error on this frame: {type(exc).__name__}: {exc}"),))
 
@@ -48,9 +48,12 @@ def _decode(raw: bytes, options: DecodeOptions, fast: bool = True) -> Decoded:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return _reject(raw, "frame is not UTF-8 text (binary @Track is not supported)")
-    text = text.rstrip("\r\n\x00")
-    if text.endswith("$"):
+    if text[-1:] == "$":
         text = text[:-1]
+    else:
+        text = text.rstrip("\r\n\x00")
+        if text.endswith("$"):
+            text = text[:-1]
     if "$" in text:
         return _reject(raw, "'$' inside the frame: several frames given as one (use the framer)")
     fields = text.split(",")
@@ -98,7 +101,7 @@ def _decode(raw: bytes, options: DecodeOptions, fast: bool = True) -> Decoded:
         except FieldError as exc:
             return _reject(raw, f"GT{msg_type}: {exc}", device_id, replies)
         if single is not None:
-            return Decoded(raw, device_id, tuple(single), replies)
+            return Decoded(raw, device_id, single, replies)
     send_time = parse_time(fields[-2])
     frame = Frame(fields, msg_type, device_id, version, kind == "BUFF", send_time, common)
 

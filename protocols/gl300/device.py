@@ -12,7 +12,7 @@ The send time comes from `clock` (UTC now by default; tests pass a fixed clock).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from protocols.codec import Fix
 from protocols.gl300.fields import format_time
@@ -29,7 +29,7 @@ RTO_SUBCOMMANDS: dict[str, str] = {
 
 
 def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _int_attr(fix: Fix, key: str) -> int | None:

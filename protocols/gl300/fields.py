@@ -6,11 +6,10 @@ fields) and raise `FieldError` with a specific reason when a field that must be 
 
 from __future__ import annotations
 
+import functools
 import math
 import re
-from datetime import datetime, timezone
-
-UTC = timezone.utc
+from datetime import UTC, datetime
 
 #: Device model from the first two characters of the protocol version (from Traccar's
 #: PROTOCOL_MODELS, see PROTOCOLS.md §3.2). `F5` is not in that table: the only F5 record in the
@@ -68,8 +67,9 @@ def is_vin(value: str) -> bool:
     return _VIN.fullmatch(value) is not None
 
 
+@functools.lru_cache(maxsize=256)
 def model_of(version: str) -> str | None:
-    """The device model for a protocol version, when known."""
+    """The device model for a protocol version, when known (cached: a gateway sees few)."""
     if len(version) == 10:
         model = MODELS_LONG.get(version[:6].upper())
         if model is not None:

@@ -117,7 +117,7 @@ def find_numbered(f: list[str]) -> tuple[int, list[bool]] | None:
                 continue
         elif len(s) == 2 and s.isascii() and s.isdigit():
             n = int(s)
-            if n > 15:
+            if not 1 <= n <= 15:
                 continue
         else:
             continue
@@ -318,13 +318,12 @@ def _type_fields(frame: Frame, extra: Attrs) -> None:
         extra["geofence_switch"] = f[4]
     elif t == "LBC":
         extra["phone"] = f[4]
-    elif t == "NMR":
+    elif t == "NMR" and f[5] in ("0", "1"):
         # Report type 1: the device started moving; 0: it stopped.
-        if f[5] in ("0", "1"):
-            extra["motion"] = f[5] == "1"
+        extra["motion"] = f[5] == "1"
 
 
-def single_fix(f: list[str], device_id: str, common: Attrs) -> list[Event] | None:
+def single_fix(f: list[str], device_id: str, common: Attrs) -> tuple[Event] | None:
     """Hot path for the commonest frame: GTFRI/GTRTL with one point that has a fix and the
     GL200/GL300 tail (battery only), i.e. 22 fields with Number = 1 at index 6.
 
@@ -345,7 +344,7 @@ def single_fix(f: list[str], device_id: str, common: Attrs) -> list[Event] | Non
     name = f[3]
     if len(name) == 17 and is_vin(name):
         attributes["vin"] = name
-    return [_position(device_id, f, 7, attributes)]
+    return (_position(device_id, f, 7, attributes),)
 
 
 # Report decoding --------------------------------------------------------------------------------

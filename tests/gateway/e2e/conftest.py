@@ -94,6 +94,12 @@ class DeviceLink:
         got = await asyncio.wait_for(self.reader.readexactly(len(data)), timeout)
         assert got == data
 
+    async def expect_prefix(self, prefix: bytes, end: bytes = b"$", timeout: float = 10.0) -> bytes:
+        """The next reply (up to and including `end`) starts with `prefix`; returns it."""
+        got = await asyncio.wait_for(self.reader.readuntil(end), timeout)
+        assert got.startswith(prefix), got
+        return got
+
     async def nothing_more(self, wait: float = 0.3) -> None:
         """No reply arrives within `wait` seconds (and the connection stays open)."""
         try:
@@ -132,3 +138,28 @@ async def link_factory() -> AsyncIterator[Callable[[int], Awaitable[DeviceLink]]
     yield open_link
     for link in links:
         await link.close()
+
+
+async def bind_when_seen(db: Any, imei: str, contact: str = "owner@example.com") -> None:
+    """Bind a device once its first frame is stored (a handshake reply may come before that)."""
+    from gateway.store import queries
+
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:
+        try:
+            await queries.bind_device(db, imei, contact)
+            return
+        except queries.DeviceNotFound:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.02)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    """Wait until `check()` is true: for effects no reply acknowledges (gps103 positions,
+    heartbeats), which the gateway stores within a group-commit delay."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"still false after {timeout} s: {check.__name__}")
+        await asyncio.sleep(0.02)

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 from gateway.server import Gateway
 from gateway.store import queries
 from protocols import Fix, get_codec
-from tests.gateway.e2e.conftest import DeviceLink, StartGateway
+from tests.gateway.e2e.conftest import DeviceLink, StartGateway, bind_when_seen, eventually
 from tests.gateway.store.support import count_positions, scalar
 
 IMEI = "359586015829802"
@@ -22,7 +22,7 @@ def fix(seconds: int, lat: float = -33.86, lon: float = 151.21) -> Fix:
 
 async def bind(gateway: Gateway, imei: str) -> None:
     assert gateway.db is not None
-    await queries.bind_device(gateway.db, imei, "owner@example.com")
+    await bind_when_seen(gateway.db, imei)
 
 
 async def test_gps103_login_heartbeat_position_sos(gateway: Gateway, link_factory) -> None:
@@ -80,9 +80,11 @@ async def test_gl300_heartbeat_gets_sack_and_reports_are_stored(
     await second.expect(b"+SACK:GTHBD,1A0401," + count + b"$")
     await bind(gateway, IMEI)
     await second.send(device.report([fix(0), fix(30), fix(60)]))
-    await second.send(device.heartbeat())
-    await second.expect(b"+SACK:GTHBD,1A0401,")
-    assert await count_positions(gateway.db, IMEI) == 3
+
+    async def three_stored() -> bool:
+        return await count_positions(gateway.db, IMEI) == 3
+
+    await eventually(three_stored)
 
 
 async def test_gl300_generic_sack_after_commit(start_gateway: StartGateway, link_factory) -> None:
@@ -113,7 +115,13 @@ async def test_unbound_device_is_registered_unclaimed_without_history(
     device = get_codec("gl300").device(IMEI)
     link: DeviceLink = await link_factory(gateway.tcp.ports["gl300"])
     await link.send(device.position(fix(0)) + device.heartbeat())
-    await link.expect(b"+SACK:GTHBD,")
+    await link.expect_prefix(b"+SACK:GTHBD,")
+
+    async def registered_with_fix() -> bool:
+        info = await queries.get_device(gateway.db, IMEI)
+        return info is not None and info.last_fix is not None
+
+    await eventually(registered_with_fix)
     info = await queries.get_device(gateway.db, IMEI)
     assert info is not None
     assert str(info.state) == "unclaimed"
@@ -149,7 +157,9 @@ async def test_duplicate_resend_is_stored_once(gateway: Gateway, link_factory) -
     await link.expect(f"({dev_id}AP01HSO)".encode())
     await bind(gateway, dev_id)
     frame = device.position(fix(0))
-    await link.send(frame + frame + frame + device.heartbeat())
-    await link.expect(f"({dev_id}AP01HSO)".encode())
+    # The login's AP05 is sent after its commit, and the resent frames were queued before it.
+    await link.send(frame + frame + frame + device.login())
+    await link.expect(f"({dev_id}AP05)".encode())
+    # Three copies of the fix, and the login repeating the device's last fix: stored once.
     assert await count_positions(gateway.db, dev_id) == 1
     assert await scalar(gateway.db, "SELECT count(*) FROM device_frames") >= 4

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect
 
 from gateway.store.database import Database, normalize_url
+from gateway.store.ingest import write_batch
 from gateway.store.migrate import current_revision, head_revision, upgrade
 from gateway.store.models import Base
 from gateway.store.queries import get_device
-from gateway.store.ingest import write_batch
 
 from .support import T0, fix_item, imei, scalar
 
@@ -24,7 +25,7 @@ TABLES = {"devices", "owners", "bindings", "positions", "alarms", "device_frames
 async def test_migrations_create_the_schema(db: Database) -> None:
     async with db.engine.connect() as conn:
         names = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
-    assert TABLES <= names
+    assert names >= TABLES
     assert await current_revision(db) == head_revision()
 
 
@@ -36,7 +37,7 @@ async def test_upgrade_is_idempotent(db: Database, store_url: str) -> None:
 
 async def test_migrations_match_the_models(db: Database) -> None:
     def diff(sync_conn: object) -> list[object]:
-        context = MigrationContext.configure(sync_conn, opts={"compare_type": False})  # type: ignore[arg-type]
+        context = MigrationContext.configure(sync_conn)  # type: ignore[arg-type]
         return compare_metadata(context, Base.metadata)
 
     async with db.engine.connect() as conn:
@@ -86,10 +87,7 @@ def test_urls_get_their_async_driver() -> None:
 async def test_timestamps_come_back_aware_utc(db: Database) -> None:
     device = imei(1)
     berlin = timezone(timedelta(hours=2))
-    item = fix_item(device, 0)
-    item = type(item)(**{**{f: getattr(item, f) for f in item.__dataclass_fields__},
-                         "received_at": T0.astimezone(berlin)})
-    await write_batch(db, [item], 20)
+    await write_batch(db, [replace(fix_item(device, 0), received_at=T0.astimezone(berlin))], 20)
     info = await get_device(db, device)
     assert info is not None
     assert info.first_seen == T0 and info.first_seen.tzinfo == UTC
@@ -97,9 +95,7 @@ async def test_timestamps_come_back_aware_utc(db: Database) -> None:
 
 
 async def test_naive_datetimes_are_refused(db: Database) -> None:
-    naive = fix_item(imei(1), 0)
-    naive = type(naive)(**{**{f: getattr(naive, f) for f in naive.__dataclass_fields__},
-                           "received_at": datetime(2024, 1, 1)})
+    naive = replace(fix_item(imei(1), 0), received_at=datetime(2024, 1, 1))
     with pytest.raises(ValueError):
         await write_batch(db, [naive], 20)
     assert await scalar(db, "SELECT count(*) FROM devices") == 0
@@ -110,5 +106,4 @@ async def test_the_raw_schema_has_the_unique_keys(db: Database) -> None:
         uniques = await conn.run_sync(
             lambda c: {tuple(u["column_names"]) for u in inspect(c).get_unique_constraints(
                 "positions")})
-        await conn.execute(text("SELECT 1"))
     assert ("device_id", "fix_time") in uniques

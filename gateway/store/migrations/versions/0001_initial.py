@@ -74,6 +74,7 @@ def upgrade() -> None:
         sa.Column("started_at", UTCDateTime(), nullable=False),
         sa.Column("ended_at", UTCDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_bindings"),
+        sa.UniqueConstraint("id", "device_id", name="uq_bindings_id_device_id"),
         sa.ForeignKeyConstraint(
             ["device_id"], ["devices.id"], name="fk_bindings_device_id_devices"
         ),
@@ -110,11 +111,11 @@ def upgrade() -> None:
         sa.Column("hdop", sa.Double(), nullable=True),
         sa.Column("attributes", JsonDict, nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_positions"),
+        # One key for both: a position names a binding of its own device, one check per row.
         sa.ForeignKeyConstraint(
-            ["device_id"], ["devices.id"], name="fk_positions_device_id_devices"
-        ),
-        sa.ForeignKeyConstraint(
-            ["binding_id"], ["bindings.id"], name="fk_positions_binding_id_bindings"
+            ["binding_id", "device_id"],
+            ["bindings.id", "bindings.device_id"],
+            name="fk_positions_binding_id_bindings",
         ),
         sa.UniqueConstraint("device_id", "fix_time", name="uq_positions_device_id_fix_time"),
         sa.CheckConstraint("lat BETWEEN -90 AND 90", name=op.f("ck_positions_lat_range")),

@@ -1,0 +1,71 @@
+"""The gateway as a separate process (`python -m gateway.cli run`), for signal tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.gateway.e2e.conftest import free_port
+
+
+class GatewayProcess:
+    def __init__(self, store_url: str, workdir: Path, **settings: Any) -> None:
+        self.ports = {"gps103": free_port(), "tk103": free_port(), "gl300": free_port()}
+        self.http_port = free_port()
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")},
+            "GATEWAY_DATABASE__URL": store_url,
+            "GATEWAY_TCP__GPS103_PORT": str(self.ports["gps103"]),
+            "GATEWAY_TCP__TK103_PORT": str(self.ports["tk103"]),
+            "GATEWAY_TCP__GL300_PORT": str(self.ports["gl300"]),
+            "GATEWAY_HTTP__PORT": str(self.http_port),
+            "GATEWAY_NOTIFY__OUTBOX_PATH": str(workdir / "outbox.jsonl"),
+            "GATEWAY_LOG__FORMAT": "json",
+        }
+        for key, value in settings.items():
+            self.env[f"GATEWAY_{key.upper()}"] = str(value)
+        self.workdir = workdir
+        self.log_path = workdir / "gateway.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    async def start(self, timeout: float = 30.0) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "run"], env=self.env, cwd=self.workdir,
+            stdout=log, stderr=subprocess.STDOUT)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited early:\n{self.log_path.read_text()}")
+            try:
+                _r, w = await asyncio.open_connection("127.0.0.1", self.http_port)
+            except OSError:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise RuntimeError(f"gateway did not start:\n{self.log_path.read_text()}")
+                await asyncio.sleep(0.1)
+                continue
+            w.close()
+            return
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    async def wait(self, timeout: float = 60.0) -> int:
+        assert self.proc is not None
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.proc.poll() is None:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError("gateway did not exit")
+            await asyncio.sleep(0.05)
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()

@@ -1,0 +1,293 @@
+"""GroupCommitWriter: acks after commit, group commit, outages, backpressure, close, poison."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from gateway.store.database import Database
+from gateway.store.ingest import write_batch
+from gateway.store.queries import bind_device
+from gateway.store.writer import GroupCommitWriter, ItemRejected, WriterClosed
+
+from .proxy import TcpProxy
+from .support import count_positions, fix_item, imei, item
+
+#: How long a test waits for something that must happen (liveness, not performance).
+PATIENCE_S = 20.0
+
+
+async def eventually(condition: Callable[[], bool], what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + PATIENCE_S
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for: {what}")
+        await asyncio.sleep(0.01)
+
+
+async def bound(db: Database, *devices: str) -> None:
+    await write_batch(db, [item(d) for d in devices], 20)
+    for d in devices:
+        await bind_device(db, d, f"owner-{d}@example.org")
+
+
+def fast_writer(db: Database, **options: object) -> GroupCommitWriter:
+    settings: dict[str, object] = {"retry_initial_s": 0.01, "retry_max_s": 0.1}
+    settings.update(options)
+    return GroupCommitWriter(db, **settings)  # type: ignore[arg-type]
+
+
+async def test_submit_returns_once_committed(db: Database, store_url: str) -> None:
+    device = imei(1)
+    await bound(db, device)
+    observer = Database.create(store_url)  # a separate engine: sees only committed data
+    try:
+        async with fast_writer(db, max_delay_ms=20) as writer:
+            await writer.submit(fix_item(device, 1))
+            assert await count_positions(observer, device) == 1
+            assert writer.pending == 0 and writer.healthy
+            assert writer.stats.committed == 1
+    finally:
+        await observer.dispose()
+
+
+async def test_concurrent_submitters_share_batches(db: Database) -> None:
+    devices = [imei(n) for n in range(20)]
+    await bound(db, *devices)
+    sizes: list[int] = []
+    async with fast_writer(db, on_commit=lambda size, _seconds: sizes.append(size)) as writer:
+        await asyncio.gather(*(writer.submit(fix_item(d, s))
+                               for s in range(10) for d in devices))
+    assert sum(sizes) == 200
+    assert len(sizes) < 20  # 200 submissions, a handful of transactions
+    assert writer.stats.largest_batch > 1
+    assert await count_positions(db) == 200
+
+
+async def test_max_batch_is_respected(db: Database) -> None:
+    device = imei(1)
+    await bound(db, device)
+    async with fast_writer(db, max_batch=7) as writer:
+        await asyncio.gather(*(writer.submit(fix_item(device, s)) for s in range(50)))
+    assert writer.stats.largest_batch <= 7
+    assert writer.stats.committed == 50
+    assert await count_positions(db, device) == 50
+
+
+@dataclass
+class Outage:
+    """Make the database unavailable to `url` and back."""
+
+    url: str
+    cut: Callable[[], object]
+    restore: Callable[[], object]
+
+
+@pytest.fixture
+async def outage(store_url: str) -> AsyncIterator[Outage]:
+    """SQLite: another connection holds the write lock. PostgreSQL: a proxy is cut."""
+    parsed = make_url(store_url)
+    if parsed.get_backend_name() == "sqlite":
+        holder: list[sqlite3.Connection] = []
+
+        async def lock() -> None:
+            conn = sqlite3.connect(parsed.database or "", isolation_level=None)
+            conn.execute("BEGIN EXCLUSIVE")
+            holder.append(conn)
+
+        async def unlock() -> None:
+            conn = holder.pop()
+            conn.execute("ROLLBACK")
+            conn.close()
+
+        yield Outage(store_url, lock, unlock)
+        for conn in holder:
+            conn.close()
+        return
+    proxy = TcpProxy(parsed.host or "127.0.0.1", parsed.port or 5432)
+    await proxy.start()
+    url = parsed.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    try:
+        yield Outage(url, proxy.cut, proxy.restore)
+    finally:
+        await proxy.close()
+
+
+async def _call(action: Callable[[], object]) -> None:
+    result = action()
+    if asyncio.iscoroutine(result):
+        await result
+
+
+async def test_outage_withholds_acks_and_loses_nothing(db: Database, outage: Outage) -> None:
+    devices = [imei(n) for n in range(5)]
+    await bound(db, *devices)
+    failures: list[BaseException] = []
+    away = Database.create(outage.url, sqlite_busy_timeout_ms=50, connect_timeout_s=2)
+    writer = fast_writer(away, on_failure=failures.append)
+    writer.start()
+    try:
+        await writer.submit(fix_item(devices[0], 0))  # the path works before the outage
+        await _call(outage.cut)
+        first = [asyncio.ensure_future(writer.submit(fix_item(d, s)))
+                 for s in range(1, 4) for d in devices]
+        await eventually(lambda: not writer.healthy, "the writer notices the outage")
+        # More frames arrive while the database is away.
+        later = [asyncio.ensure_future(writer.submit(fix_item(d, s)))
+                 for s in range(4, 6) for d in devices]
+        await eventually(lambda: writer.stats.failures >= 3, "several retries")
+        assert not any(task.done() for task in first + later)  # no ack, and no failure
+        assert writer.pending == 25
+        assert failures
+        await _call(outage.restore)
+        await asyncio.wait_for(asyncio.gather(*first, *later), PATIENCE_S)
+        assert writer.healthy and writer.pending == 0
+    finally:
+        await writer.close(drain=False)
+        await away.dispose()
+    assert await count_positions(db) == 26
+
+
+async def test_connection_lost_during_a_batch(db: Database, outage: Outage) -> None:
+    """The server goes away while a batch is in flight (the commit never happens)."""
+    if db.dialect != "postgresql":
+        pytest.skip("a SQLite write cannot lose its connection half-way")
+    device = imei(1)
+    await bound(db, device)
+    failures: list[BaseException] = []
+    away = Database.create(outage.url, connect_timeout_s=2)
+    writer = fast_writer(away, on_failure=failures.append)
+    writer.start()
+    try:
+        await writer.submit(fix_item(device, 0))
+        # Another transaction holds the device row: the writer's batch blocks in its upsert.
+        async with db.begin() as blocker:
+            await blocker.exec_driver_sql(
+                f"SELECT id FROM devices WHERE imei = '{device}' FOR UPDATE")
+            task = asyncio.ensure_future(writer.submit(fix_item(device, 1)))
+            await eventually(lambda: writer.stats.submitted == 2, "the item is taken")
+            await asyncio.sleep(0.2)  # the batch reaches the locked row
+            await _call(outage.cut)
+            await eventually(lambda: bool(failures), "the lost connection is seen")
+            assert not task.done()
+        await _call(outage.restore)
+        await asyncio.wait_for(task, PATIENCE_S)
+    finally:
+        await writer.close(drain=False)
+        await away.dispose()
+    assert await count_positions(db, device) == 2
+
+
+async def test_backpressure_bounds_pending_items(db: Database, outage: Outage) -> None:
+    device = imei(1)
+    await bound(db, device)
+    away = Database.create(outage.url, sqlite_busy_timeout_ms=50, connect_timeout_s=2)
+    writer = fast_writer(away, max_pending=4)
+    writer.start()
+    try:
+        await _call(outage.cut)
+        tasks = [asyncio.ensure_future(writer.submit(fix_item(device, s))) for s in range(10)]
+        await eventually(lambda: not writer.healthy, "the writer notices the outage")
+        await eventually(lambda: writer.stats.failures >= 2, "retries")
+        assert writer.pending == 4  # the other six submitters wait for room
+        assert writer.stats.submitted == 4
+        await _call(outage.restore)
+        await asyncio.wait_for(asyncio.gather(*tasks), PATIENCE_S)
+        assert writer.stats.submitted == 10 and writer.pending == 0
+    finally:
+        await writer.close(drain=False)
+        await away.dispose()
+    assert await count_positions(db, device) == 10
+
+
+async def test_close_drains_everything_submitted(db: Database) -> None:
+    devices = [imei(n) for n in range(10)]
+    await bound(db, *devices)
+    writer = fast_writer(db, max_batch=16)
+    writer.start()
+    futures = [writer.submit_future(fix_item(d, s)) for s in range(30) for d in devices]
+    await asyncio.sleep(0)  # the submissions enter the queue
+    await writer.close(drain=True)
+    assert all(f.done() and f.exception() is None for f in futures)
+    assert await count_positions(db) == 300
+    with pytest.raises(WriterClosed):
+        await writer.submit(fix_item(devices[0], 1000))
+
+
+async def test_close_during_outage_waits_then_gives_up(db: Database, outage: Outage) -> None:
+    device = imei(1)
+    await bound(db, device)
+    away = Database.create(outage.url, sqlite_busy_timeout_ms=50, connect_timeout_s=2)
+    writer = fast_writer(away)
+    writer.start()
+    try:
+        await _call(outage.cut)
+        task = asyncio.ensure_future(writer.submit(fix_item(device, 1)))
+        await eventually(lambda: not writer.healthy, "the writer notices the outage")
+        await writer.close(drain=True, timeout=0.2)
+        with pytest.raises(WriterClosed):
+            await task
+        assert writer.pending == 0
+    finally:
+        await _call(outage.restore)
+        await away.dispose()
+
+
+async def test_drain_waits_for_the_database_to_return(db: Database, outage: Outage) -> None:
+    device = imei(1)
+    await bound(db, device)
+    away = Database.create(outage.url, sqlite_busy_timeout_ms=50, connect_timeout_s=2)
+    writer = fast_writer(away)
+    writer.start()
+    try:
+        await _call(outage.cut)
+        tasks = [asyncio.ensure_future(writer.submit(fix_item(device, s))) for s in range(3)]
+        await eventually(lambda: not writer.healthy, "the writer notices the outage")
+        closing = asyncio.ensure_future(writer.close(drain=True))
+        await asyncio.sleep(0.1)
+        assert not closing.done()
+        await _call(outage.restore)
+        await asyncio.wait_for(closing, PATIENCE_S)
+        await asyncio.gather(*tasks)
+    finally:
+        await away.dispose()
+    assert await count_positions(db, device) == 3
+
+
+async def test_poison_item_fails_alone(db: Database, caplog: pytest.LogCaptureFixture) -> None:
+    devices = [imei(n) for n in range(8)]
+    await bound(db, *devices)
+    good = [fix_item(d, s) for s in range(5) for d in devices]
+    poison = fix_item(devices[3], 99, lat=123.0)  # violates the latitude CHECK
+    naive = replace(fix_item(devices[5], 98), received_at=datetime(2024, 1, 1))  # no tzinfo
+    items = [*good[:17], poison, *good[17:30], naive, *good[30:]]
+    async with fast_writer(db) as writer:
+        results = await asyncio.gather(*(writer.submit(i) for i in items),
+                                       return_exceptions=True)
+        # The writer keeps working afterwards.
+        await writer.submit(fix_item(devices[0], 100))
+    failed = [r for r in results if isinstance(r, BaseException)]
+    assert len(failed) == 2 and all(isinstance(f, ItemRejected) for f in failed)
+    assert results[17] is failed[0] and results[31] is failed[1]
+    assert writer.stats.rejected == 2
+    assert await count_positions(db) == len(good) + 1
+    assert any("rejected" in record.getMessage() for record in caplog.records)
+
+
+async def test_cancelled_submitter_is_still_stored(db: Database) -> None:
+    device = imei(1)
+    await bound(db, device)
+    async with fast_writer(db, max_delay_ms=50) as writer:
+        task = asyncio.ensure_future(writer.submit(fix_item(device, 1)))
+        await asyncio.sleep(0)
+        task.cancel()
+        await writer.submit(fix_item(device, 2))
+    assert await count_positions(db, device) == 2
+    assert writer.pending == 0
