@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from gateway.store.ingest import IngestItem
 from protocols import Codec, DecodeOptions, Position, Reply
@@ -66,7 +66,7 @@ class DeviceSession:
     def handle_frame(self, frame: bytes, received_at: datetime | None = None) -> FrameOutcome:
         """Decode one complete frame and decide what to store and answer."""
         self.frames += 1
-        when = received_at or datetime.now(timezone.utc)
+        when = received_at or datetime.now(UTC)
         decoded = self.codec.decode(frame, self.options)
         device_id = decoded.device_id
         if device_id is not None:

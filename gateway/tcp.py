@@ -10,6 +10,7 @@ of frames waiting for their commit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
@@ -83,7 +84,7 @@ class TcpServer:
             connection.stop_reading()
         tasks = [c.task for c in self._connections if c.task is not None]
         if tasks:
-            done, pending = await asyncio.wait(tasks, timeout=timeout)
+            _done, pending = await asyncio.wait(tasks, timeout=timeout)
             for task in pending:
                 task.cancel()
         for server in self._servers:
@@ -171,10 +172,8 @@ class _Connection:
             except Exception:
                 log.exception("sending replies failed", extra={"remote": self.addr})
             self.writer.close()
-            try:
+            with contextlib.suppress(ConnectionError, OSError):
                 await self.writer.wait_closed()
-            except (ConnectionError, OSError):
-                pass
             label = self.session.codec.name if self.session else label
             metrics.connections.labels(self.protocol or "auto").dec()
             metrics.connections_closed.labels(label, reason).inc()

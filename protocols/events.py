@@ -12,10 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Union
 
 #: Attribute values kept in the typed mapping of an event.
-AttrValue = Union[str, int, float, bool, None]
+AttrValue = str | int | float | bool | None
 Attributes = Mapping[str, AttrValue]
 
 _EMPTY: Attributes = MappingProxyType({})
@@ -131,7 +130,7 @@ class Rejected:
     device_id: str | None = None
 
 
-Event = Union[Position, Login, Heartbeat, Alarm, CommandResult, Status, Rejected]
+Event = Position | Login | Heartbeat | Alarm | CommandResult | Status | Rejected
 
 
 def attrs(**values: AttrValue) -> Attributes:

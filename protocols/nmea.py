@@ -7,7 +7,7 @@ simulators to read a GPS receiver on a serial port or to act as one.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pynmea2
 
@@ -61,7 +61,7 @@ class NmeaReader:
         self.errors = 0
 
     def feed_sentence(self, sentence: bytes | str) -> Fix | None:
-        """One sentence in; the Fix it completes, if any. Invalid sentences are counted, not raised."""
+        """One sentence in; the Fix it completes, if any. Bad sentences are counted, not raised."""
         try:
             msg = _parse(sentence)
         except NmeaError:
@@ -81,7 +81,7 @@ class NmeaReader:
     def _fix_from_rmc(self, rmc: pynmea2.types.talker.RMC) -> Fix | None:
         if not rmc.lat or not rmc.lon or rmc.datestamp is None or rmc.timestamp is None:
             return None
-        stamp = datetime.combine(rmc.datestamp, rmc.timestamp.replace(tzinfo=None), timezone.utc)
+        stamp = datetime.combine(rmc.datestamp, rmc.timestamp.replace(tzinfo=None), UTC)
         fix = Fix(
             fix_time=stamp,
             lat=rmc.latitude,
@@ -105,7 +105,7 @@ def encode_rmc(fix: Fix, talker: str = "GP") -> bytes:
     """The `$GPRMC` sentence a receiver sends for this fix, with checksum and CRLF."""
     lat, lat_hemi = degrees_to_ddmm(fix.lat, degree_digits=2, decimals=5)
     lon, lon_hemi = degrees_to_ddmm(fix.lon, degree_digits=3, decimals=5)
-    when = fix.fix_time.astimezone(timezone.utc)
+    when = fix.fix_time.astimezone(UTC)
     fields = (
         when.strftime("%H%M%S.") + f"{when.microsecond // 10000:02d}",
         "A" if fix.valid else "V",
@@ -122,7 +122,7 @@ def encode_gga(fix: Fix, talker: str = "GP") -> bytes:
     """The `$GPGGA` sentence for this fix (quality 1 when valid, else 0)."""
     lat, lat_hemi = degrees_to_ddmm(fix.lat, degree_digits=2, decimals=5)
     lon, lon_hemi = degrees_to_ddmm(fix.lon, degree_digits=3, decimals=5)
-    when = fix.fix_time.astimezone(timezone.utc)
+    when = fix.fix_time.astimezone(UTC)
     fields = (
         when.strftime("%H%M%S.") + f"{when.microsecond // 10000:02d}",
         lat, lat_hemi, lon, lon_hemi,

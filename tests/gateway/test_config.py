@@ -56,7 +56,7 @@ def test_wrong_value_names_key_and_environment_variable(monkeypatch: pytest.Monk
 def test_unknown_key_in_file_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "g.toml"
     path.write_text("[tcp]\ngl300_prot = 6004\n")
-    with pytest.raises(ConfigError, match="tcp.gl300_prot"):
+    with pytest.raises(ConfigError, match=r"tcp\.gl300_prot"):
         load_settings(path)
 
 

@@ -20,8 +20,8 @@ import pytest
 
 from protocols import (
     Alarm,
-    DecodeOptions,
     Decoded,
+    DecodeOptions,
     Discarded,
     Position,
     Rejected,

@@ -23,7 +23,8 @@ def test_detects_protocol(first_bytes: bytes, protocol: str) -> None:
     assert detect(first_bytes) == protocol
 
 
-@pytest.mark.parametrize("partial", [b"", b"\r\n", b"+", b"+RE", b"+RESP", b"i", b"imei", b"#", b"$G"])
+@pytest.mark.parametrize(
+    "partial", [b"", b"\r\n", b"+", b"+RE", b"+RESP", b"i", b"imei", b"#", b"$G"])
 def test_waits_for_more_bytes(partial: bytes) -> None:
     assert detect(partial) is None
 

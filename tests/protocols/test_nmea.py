@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
@@ -19,7 +19,7 @@ def test_reader_merges_gga_into_rmc() -> None:
     assert reader.feed_sentence(GGA) is None
     fix = reader.feed_sentence(RMC)
     assert fix is not None
-    assert fix.fix_time == datetime(1994, 3, 23, 12, 35, 19, tzinfo=timezone.utc)
+    assert fix.fix_time == datetime(1994, 3, 23, 12, 35, 19, tzinfo=UTC)
     assert fix.lat == pytest.approx(48.1173)
     assert fix.lon == pytest.approx(11.516666, abs=1e-6)
     assert fix.speed_kmh == pytest.approx(22.4 * 1.852)
@@ -58,8 +58,9 @@ def test_framer_drops_over_long_sentence() -> None:
 fixes = st.builds(
     Fix,
     fix_time=st.datetimes(
-        min_value=datetime(2000, 1, 1), max_value=datetime(2068, 12, 31),  # two-digit NMEA years pivot at 69
-        timezones=st.just(timezone.utc),
+        # Two-digit NMEA years pivot at 69.
+        min_value=datetime(2000, 1, 1), max_value=datetime(2068, 12, 31),
+        timezones=st.just(UTC),
     ).map(lambda d: d.replace(microsecond=0)),
     lat=st.floats(min_value=-89.99, max_value=89.99),
     lon=st.floats(min_value=-179.99, max_value=179.99),

@@ -44,9 +44,10 @@ class GatewayProcess:
                 raise RuntimeError(f"gateway exited early:\n{self.log_path.read_text()}")
             try:
                 _r, w = await asyncio.open_connection("127.0.0.1", self.http_port)
-            except OSError:
+            except OSError as exc:
                 if asyncio.get_running_loop().time() > deadline:
-                    raise RuntimeError(f"gateway did not start:\n{self.log_path.read_text()}")
+                    raise RuntimeError(
+                        f"gateway did not start:\n{self.log_path.read_text()}") from exc
                 await asyncio.sleep(0.1)
                 continue
             w.close()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -67,7 +67,7 @@ async def test_outage_withholds_acks_then_recovers(
         tk = get_codec("tk103").device(IMEI)
         tk_link: DeviceLink = await link_factory(gateway.tcp.ports["tk103"])
 
-        fixes = [Fix(fix_time=datetime(2026, 3, 1, 0, 0, s, tzinfo=timezone.utc), lat=1.0 + s,
+        fixes = [Fix(fix_time=datetime(2026, 3, 1, 0, 0, s, tzinfo=UTC), lat=1.0 + s,
                      lon=2.0) for s in range(5)]
 
         @contextmanager

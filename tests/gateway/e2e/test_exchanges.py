@@ -3,7 +3,7 @@ acknowledgement of data only once that data is in the database."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from gateway.server import Gateway
 from gateway.store import queries
@@ -12,7 +12,7 @@ from tests.gateway.e2e.conftest import DeviceLink, StartGateway, bind_when_seen,
 from tests.gateway.store.support import count_positions, scalar
 
 IMEI = "359586015829802"
-T0 = datetime(2026, 11, 25, 23, 59, 50, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 25, 23, 59, 50, tzinfo=UTC)
 
 
 def fix(seconds: int, lat: float = -33.86, lon: float = 151.21) -> Fix:
@@ -51,7 +51,8 @@ async def test_tk103_registration_heartbeat_and_acked_position(
     await link.send(device.heartbeat())
     await link.expect(f"({dev_id}AP01HSO)".encode())
     await bind(gateway, dev_id)
-    login = b"(088046338039BP05000088046338039160727A3354.7768N03540.7258E000.0140309065.1000000000L00BEB0D4+017.3)"
+    login = (b"(088046338039BP05000088046338039160727A3354.7768N03540.7258E000.0140309065.10"
+             b"00000000L00BEB0D4+017.3)")
     other = await link_factory(gateway.tcp.ports["tk103"])
     await other.send(login)
     await other.expect(b"(088046338039AP05)")

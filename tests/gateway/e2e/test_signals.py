@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from gateway.store.database import Database
@@ -14,7 +14,7 @@ from tests.gateway.e2e.conftest import bind_when_seen
 from tests.gateway.e2e.process import GatewayProcess
 from tests.gateway.store.support import rows
 
-T0 = datetime(2026, 1, 31, 23, 59, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 31, 23, 59, 0, tzinfo=UTC)
 
 
 class AckingDevice:
@@ -82,7 +82,7 @@ async def stored_fix_times(store_url: str) -> dict[str, set[datetime]]:
             if isinstance(fix_time, str):  # SQLite hands raw text to a text() query
                 fix_time = datetime.fromisoformat(fix_time)
             if fix_time.tzinfo is None:
-                fix_time = fix_time.replace(tzinfo=timezone.utc)
+                fix_time = fix_time.replace(tzinfo=UTC)
             result.setdefault(imei, set()).add(fix_time)
         return result
     finally:
