@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
@@ -29,6 +30,8 @@ READ_CHUNK = 65536
 DETECT_MAX_BYTES = 64
 
 Submit = Callable[[IngestItem], "asyncio.Future[None]"]
+#: Called with an item once it is committed (the device-signal hook of activation).
+OnStored = Callable[[IngestItem], None]
 
 
 @dataclass(slots=True)
@@ -41,13 +44,24 @@ class _Outgoing:
     replies: tuple[Reply, ...]
 
 
+def _report_stored(on_stored: OnStored, item: IngestItem, future: asyncio.Future[None]) -> None:
+    """Tell `on_stored` about `item` once committed: only what was stored counts (an SOS that
+    opens a claim must be on record)."""
+    if not future.cancelled() and future.exception() is None:
+        on_stored(item)
+
+
 class TcpServer:
     """All device listeners of one gateway."""
 
-    def __init__(self, settings: TcpSettings, metrics: Metrics, submit: Submit) -> None:
+    def __init__(
+        self, settings: TcpSettings, metrics: Metrics, submit: Submit,
+        on_stored: OnStored | None = None,
+    ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.submit = submit
+        self.on_stored = on_stored
         self.ports: dict[str, int] = {}
         self._servers: list[asyncio.Server] = []
         self._per_addr: Counter[str] = Counter()
@@ -94,6 +108,11 @@ class TcpServer:
     @property
     def connection_count(self) -> int:
         return len(self._connections)
+
+    def connected_devices(self) -> set[str]:
+        """Ids of the devices with an open connection that identified itself."""
+        return {c.session.device_id for c in self._connections
+                if c.session is not None and c.session.device_id is not None}
 
     async def _accept(
         self, protocol: str | None, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -242,6 +261,8 @@ class _Connection:
                     return "connection_error"
                 if not data:
                     return "eof"
+            # Counted per chunk, not per frame: metric updates take a lock each.
+            frames_accepted = positions_seen = acks_queued = 0
             for out in framer.feed(data):
                 if isinstance(out, Discarded):
                     self._reject(protocol, "framing", f"{out.reason} ({out.size} bytes)")
@@ -256,6 +277,9 @@ class _Connection:
                     stored = submit(outcome.item)
                     self._uncommitted += 1
                     stored.add_done_callback(self._committed)
+                    if self.server.on_stored is not None:
+                        stored.add_done_callback(functools.partial(
+                            _report_stored, self.server.on_stored, outcome.item))
                 if outcome.rejected is not None:
                     assert outcome.rejected_kind is not None
                     if outcome.rejected_kind == "decode_error":
@@ -263,22 +287,28 @@ class _Connection:
                     self._reject(protocol, outcome.rejected_kind, outcome.rejected,
                                  device=session.device_id)
                 else:
-                    frames_ok.inc()
-                    if outcome.positions:
-                        positions.inc(outcome.positions)
+                    frames_accepted += 1
+                    positions_seen += outcome.positions
                 if outcome.replies:
                     acks = sum(1 for reply in outcome.replies if reply.after_store)
                     self._outgoing.append(_Outgoing(stored if acks else None, outcome.replies))
                     self._outgoing_ready.set()
-                    if acks:
-                        metrics.acks_pending.inc(acks)
+                    acks_queued += acks
+            if frames_accepted:
+                frames_ok.inc(frames_accepted)
+            if positions_seen:
+                positions.inc(positions_seen)
+            if acks_queued:
+                metrics.acks_pending.inc(acks_queued)
             data = b""
             # Backpressure: stop reading while too many frames wait for their commit.
             while self._uncommitted > settings.max_pending_per_connection:
                 self._commit_progress.clear()
                 await self._commit_progress.wait()
 
-    def _committed(self, _future: asyncio.Future[None]) -> None:
+    def _committed(self, future: asyncio.Future[None]) -> None:
+        if not future.cancelled():
+            future.exception()  # retrieved here; the sender logs it if an ack depended on it
         self._uncommitted -= 1
         self._commit_progress.set()
 
@@ -290,35 +320,48 @@ class _Connection:
             "reason": reason})
 
     async def _send_loop(self) -> None:
+        """Write replies in frame order; an ack waits for its frame's commit. Replies that are
+        ready together leave in one write."""
         metrics = self.server.metrics
         writer = self.writer
+        outgoing = self._outgoing
         broken = False
         while True:
-            if not self._outgoing:
+            if not outgoing:
                 if self._reading_done:
                     return
                 self._outgoing_ready.clear()
                 await self._outgoing_ready.wait()
                 continue
-            entry = self._outgoing[0]
-            committed = True
-            if entry.stored is not None:
-                try:
-                    await entry.stored
-                except Exception as exc:
-                    committed = False
+            head = outgoing[0].stored
+            if head is not None and not head.done():
+                with contextlib.suppress(Exception):
+                    await head
+            out: list[bytes] = []
+            acks_done = 0
+            while outgoing:
+                entry = outgoing[0]
+                stored = entry.stored
+                if stored is not None and not stored.done():
+                    break
+                outgoing.popleft()
+                committed = stored is None or (not stored.cancelled()
+                                               and stored.exception() is None)
+                if not committed:
+                    reason = "cancelled" if stored.cancelled() else str(stored.exception())
                     log.error("frame not stored; its ack is withheld",
-                              extra={"remote": self.addr, "error": str(exc)})
-            self._outgoing.popleft()
-            for reply in entry.replies:
-                if reply.after_store:
-                    metrics.acks_pending.dec()
-                    if not committed:
-                        continue
-                if broken:
-                    continue
+                              extra={"remote": self.addr, "error": reason})
+                for reply in entry.replies:
+                    if reply.after_store:
+                        acks_done += 1
+                        if not committed:
+                            continue
+                    out.append(reply.data)
+            if acks_done:
+                metrics.acks_pending.dec(acks_done)
+            if out and not broken:
                 try:
-                    writer.write(reply.data)
+                    writer.write(b"".join(out))
                     if writer.transport.get_write_buffer_size() > READ_CHUNK:
                         await writer.drain()
                 except (ConnectionError, OSError):

@@ -102,8 +102,9 @@ class GroupCommitWriter:
         self._queue: deque[_Job] = deque()
         self._inflight: list[_Job] = []
         self._pending = 0
-        # Backpressure: a slot per pending item; submit() waits for one.
-        self._slots = asyncio.Semaphore(max_pending)
+        # Backpressure: set while fewer than max_pending items are pending.
+        self._space = asyncio.Event()
+        self._space.set()
         self._wakeup = asyncio.Event()
         self._full = asyncio.Event()
         self._idle = asyncio.Event()
@@ -135,14 +136,32 @@ class GroupCommitWriter:
         Waits while `max_pending` items are pending. Raises ItemRejected if the database
         refuses this item for good, WriterClosed if the writer is closed.
         """
+        while True:
+            if self._closing:
+                raise WriterClosed("the store writer is closed")
+            if self._pending < self.max_pending:
+                break
+            self._space.clear()
+            await self._space.wait()
+        # If the submitter is cancelled (its connection closed), the item is still written:
+        # the future is just cancelled, and the writer skips setting it.
+        await self._enqueue(item)
+
+    def submit_future(self, item: IngestItem) -> asyncio.Future[None]:
+        """`submit` as a future, for callers that queue acks without awaiting each one.
+
+        Futures are queued in call order. Below `max_pending` no task is created (the hot path
+        of the gateway: one call per frame); at the bound, a task waits for room.
+        """
         if self._closing:
-            raise WriterClosed("the store writer is closed")
-        if self._task is None:
-            raise RuntimeError("GroupCommitWriter.start() was not called")
-        await self._slots.acquire()
-        if self._closing:
-            self._slots.release()
-            raise WriterClosed("the store writer is closed")
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            future.set_exception(WriterClosed("the store writer is closed"))
+            return future
+        if self._pending < self.max_pending:
+            return self._enqueue(item)
+        return asyncio.ensure_future(self.submit(item))
+
+    def _enqueue(self, item: IngestItem) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending += 1
         self._idle.clear()
@@ -151,16 +170,7 @@ class GroupCommitWriter:
         self._wakeup.set()
         if len(self._queue) >= self.max_batch:
             self._full.set()
-        # If the submitter is cancelled (its connection closed), the item is still written:
-        # the future is just cancelled, and the writer skips setting it.
-        await future
-
-    def submit_future(self, item: IngestItem) -> asyncio.Future[None]:
-        """`submit` as a future, for callers that queue acks without awaiting each one.
-
-        Futures are queued in call order.
-        """
-        return asyncio.ensure_future(self.submit(item))
+        return future
 
     async def close(self, drain: bool = True, timeout: float | None = None) -> None:
         """Stop taking items; with `drain`, first store everything already submitted.
@@ -303,6 +313,7 @@ class GroupCommitWriter:
             else:
                 job.future.set_exception(error)
         self._pending -= 1
-        self._slots.release()
+        if self._pending < self.max_pending:
+            self._space.set()
         if self._pending == 0:
             self._idle.set()

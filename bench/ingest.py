@@ -1,0 +1,474 @@
+"""Ingestion throughput of the real gateway over TCP, next to a bare asyncio ceiling.
+
+    python bench/ingest.py [--devices 200] [--seconds 10] [--window 64] [--idle 10000]
+                           [--dialects sqlite,postgresql] [--pg postgresql://postgres@127.0.0.1/test]
+
+For each database dialect, the gateway runs as its own process (`gateway run`, SACK enabled so
+that every GL300 position is acknowledged after its commit). A load process (another process
+again) opens --devices connections, each a bound GL300 keeping --window positions in flight,
+and counts the `+SACK:<count>$` acknowledgements. It prints:
+
+- positions committed per second (acknowledged, and cross-checked against the positions table);
+- ack latency p50/p99 at full load and at a fixed 5,000 positions/s;
+- gateway RSS per idle connection (--idle connections that sent one heartbeat each);
+- the same load against a bare asyncio server that only splits frames and acknowledges them
+  at once, measured in the same run: the ceiling, with the gateway's ratio to it.
+
+Targets on a 2-core machine: 20,000 positions/s to PostgreSQL, at least half the ceiling,
+p99 ack latency under 100 ms at 5,000 positions/s, idle connections under 20 KB each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import multiprocessing
+import os
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from protocols import Fix, get_codec
+from protocols.imei import complete_imei
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def raise_fd_limit() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, 65536)
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def imei_of(n: int) -> str:
+    return complete_imei(f"35{n:012d}")
+
+
+# --- load process -----------------------------------------------------------------------------
+
+
+@dataclass
+class LoadResult:
+    acked: int
+    seconds: float
+    latencies_ms: list[float]
+    exhausted: int = 0
+
+
+def _frames_for(n: int, count: int, first_fix: int) -> tuple[list[bytes], list[bytes]]:
+    """Position frames of device n (distinct fix times from `first_fix` seconds on), and the
+    count field each SACK will echo."""
+    device = get_codec("gl300").device(imei_of(n))
+    frames, counts = [], []
+    for i in range(first_fix, first_fix + count):
+        frame = device.position(Fix(fix_time=T0 + timedelta(seconds=i), lat=45 + i * 1e-6,
+                                    lon=9 + n * 1e-4, speed_kmh=40.0, course_deg=90.0))
+        frames.append(frame)
+        counts.append(frame[:-1].rsplit(b",", 1)[1])
+    return frames, counts
+
+
+#: Above any rate this machine reaches, so that no device runs out of prepared frames.
+MAX_TOTAL_RATE = 60_000
+
+
+class _DeviceClient(asyncio.Protocol):
+    """One device connection. Acks come back in frame order, so latency is tracked with a FIFO
+    of send times, and each ack lets one more frame go out (a window of frames in flight)."""
+
+    def __init__(self, frames: list[bytes], window: int, stop_at: float,
+                 rate_per_s: float | None, result: LoadResult, done: asyncio.Future[None]) -> None:
+        self.frames = frames
+        self.next = 0
+        self.window = window
+        self.stop_at = stop_at
+        self.interval = 1.0 / rate_per_s if rate_per_s else 0.0
+        self.result = result
+        self.done = done
+        self.sent_at: collections.deque[float] = collections.deque()
+        self.transport: asyncio.WriteTransport | None = None
+        self.loop = asyncio.get_running_loop()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.loop.call_later(max(0.0, self.stop_at - time.perf_counter()), self._check_done)
+        if self.interval:
+            self._paced()
+        else:
+            self._fill()
+
+    def _send(self, count: int) -> None:
+        assert self.transport is not None
+        end = min(self.next + count, len(self.frames))
+        if end <= self.next:
+            self.result.exhausted += 1 if self.next >= len(self.frames) else 0
+            return
+        now = time.perf_counter()
+        self.sent_at.extend([now] * (end - self.next))
+        self.transport.write(b"".join(self.frames[self.next:end]))
+        self.next = end
+
+    def _fill(self) -> None:
+        if time.perf_counter() < self.stop_at:
+            self._send(self.window - len(self.sent_at))
+
+    def _paced(self) -> None:
+        if time.perf_counter() >= self.stop_at:
+            return
+        if len(self.sent_at) < self.window:
+            self._send(1)
+        self.loop.call_later(self.interval, self._paced)
+
+    def _check_done(self) -> None:
+        if time.perf_counter() < self.stop_at:
+            self.loop.call_later(self.stop_at - time.perf_counter(), self._check_done)
+        elif not self.sent_at and not self.done.done():
+            self.done.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        acks = data.count(b"$")
+        now = time.perf_counter()
+        latencies = self.result.latencies_ms
+        for _ in range(min(acks, len(self.sent_at))):
+            latencies.append((now - self.sent_at.popleft()) * 1000)
+        self.result.acked += acks
+        if not self.interval:
+            self._fill()
+        if not self.sent_at and now >= self.stop_at and not self.done.done():
+            self.done.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+async def _load(port: int, devices: int, seconds: float, window: int,
+                total_rate: float | None, first_fix: int) -> LoadResult:
+    result = LoadResult(0, 0.0, [])
+    per_device_rate = total_rate / devices if total_rate else None
+    frames_needed = int(seconds * (total_rate or MAX_TOTAL_RATE) * 1.5 / devices) + window + 10
+    prepared = [_frames_for(n, frames_needed, first_fix) for n in range(devices)]
+    loop = asyncio.get_running_loop()
+    start = time.perf_counter()
+    stop_at = start + seconds
+    waits = []
+    transports = []
+    for frames, _counts in prepared:
+        done: asyncio.Future[None] = loop.create_future()
+        transport, _ = await loop.create_connection(
+            lambda f=frames, d=done: _DeviceClient(f, window, stop_at, per_device_rate, result, d),
+            "127.0.0.1", port)
+        transports.append(transport)
+        waits.append(done)
+    await asyncio.wait(waits, timeout=seconds + 60)
+    result.seconds = time.perf_counter() - start
+    for transport in transports:
+        transport.close()
+    if result.exhausted:
+        print(f"warning: {result.exhausted} devices ran out of prepared frames", file=sys.stderr)
+    return result
+
+
+def _load_process(port: int, devices: int, seconds: float, window: int,
+                  total_rate: float | None, first_fix: int,
+                  queue: multiprocessing.Queue[LoadResult]) -> None:
+    raise_fd_limit()
+    main = _load(port, devices, seconds, window, total_rate, first_fix)
+    try:
+        import uvloop
+
+        result = uvloop.run(main)
+    except ImportError:
+        result = asyncio.run(main)
+    queue.put(result)
+
+
+def run_load(port: int, devices: int, seconds: float, window: int,
+             total_rate: float | None = None, first_fix: int = 0) -> LoadResult:
+    ctx = multiprocessing.get_context("spawn")
+    queue: multiprocessing.Queue[LoadResult] = ctx.Queue()
+    proc = ctx.Process(target=_load_process,
+                       args=(port, devices, seconds, window, total_rate, first_fix, queue))
+    proc.start()
+    result = queue.get(timeout=seconds + 120)
+    proc.join()
+    return result
+
+
+async def _open_idle(port: int, count: int, hold: float) -> None:
+    conns = []
+    for i in range(count):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(get_codec("gl300").device(imei_of(100_000 + i)).heartbeat())
+        conns.append((reader, writer))
+    for reader, _writer in conns:
+        await reader.readuntil(b"$")
+    await asyncio.sleep(hold)
+    for _reader, writer in conns:
+        writer.close()
+
+
+def _idle_process(port: int, count: int, hold: float) -> None:
+    raise_fd_limit()
+    asyncio.run(_open_idle(port, count, hold))
+
+
+# --- the servers under test ------------------------------------------------------------------
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+class GatewayUnderTest:
+    def __init__(self, url: str, workdir: Path) -> None:
+        self.port = free_port()
+        self.http_port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+        env.update({
+            "GATEWAY_DATABASE__URL": url,
+            "GATEWAY_TCP__GL300_PORT": str(self.port),
+            "GATEWAY_TCP__GPS103_PORT": "0",
+            "GATEWAY_TCP__TK103_PORT": "0",
+            "GATEWAY_TCP__GL300_SACK": "true",
+            "GATEWAY_TCP__MAX_CONNECTIONS_PER_ADDR": "50000",
+            "GATEWAY_TCP__MAX_FRAMES_PER_S": "100000",
+            "GATEWAY_TCP__MAX_PENDING_PER_CONNECTION": "5000",
+            "GATEWAY_HTTP__PORT": str(self.http_port),
+            "GATEWAY_LOG__LEVEL": "WARNING",
+        })
+        self.log = (workdir / "gateway.log").open("ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run"], env=env,
+                                     cwd=workdir, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"gateway exited: see {workdir / 'gateway.log'}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise SystemExit("gateway did not start") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+async def _bare_server(port: int, ready: multiprocessing.Event) -> None:  # type: ignore[valid-type]
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        buf = b""
+        while data := await reader.read(65536):
+            buf += data
+            *frames, buf = buf.split(b"$")
+            writer.write(b"".join(b"+SACK:" + f.rsplit(b",", 1)[1] + b"$" for f in frames))
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=4096)
+    ready.set()  # type: ignore[attr-defined]
+    async with server:
+        await server.serve_forever()
+
+
+def _bare_process(port: int, ready: multiprocessing.Event) -> None:  # type: ignore[valid-type]
+    raise_fd_limit()
+    try:
+        import uvloop
+
+        uvloop.run(_bare_server(port, ready))
+    except ImportError:
+        asyncio.run(_bare_server(port, ready))
+
+
+# --- database set-up -------------------------------------------------------------------------
+
+
+async def _bind_devices(url: str, port: int, devices: int) -> None:
+    from gateway.store import queries
+    from gateway.store.database import Database
+
+    for n in range(devices):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(get_codec("gl300").device(imei_of(n)).heartbeat())
+        await reader.readuntil(b"$")
+        await reader.readuntil(b"$")  # generic SACK after the heartbeat is stored
+        writer.close()
+    db = Database.create(url)
+    try:
+        for n in range(devices):
+            await queries.bind_device(db, imei_of(n), f"fleet{n}@example.com")
+    finally:
+        await db.dispose()
+
+
+async def _count_positions(url: str) -> int:
+    from sqlalchemy import text
+
+    from gateway.store.database import Database
+
+    db = Database.create(url)
+    try:
+        async with db.engine.connect() as conn:
+            return int((await conn.execute(text("SELECT count(*) FROM positions"))).scalar())
+    finally:
+        await db.dispose()
+
+
+async def _pg_database(admin_dsn: str, create: bool, name: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        if create:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        else:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+# --- main ------------------------------------------------------------------------------------
+
+
+def bench_dialect(name: str, url: str, args: argparse.Namespace, workdir: Path) -> dict[str, float]:
+    if name == "postgresql":
+        from gateway.store.migrate import upgrade
+
+        asyncio.run(upgrade(url))
+    gateway = GatewayUnderTest(url, workdir)
+    try:
+        asyncio.run(_bind_devices(url, gateway.port, args.devices))
+        before = asyncio.run(_count_positions(url))
+        full = run_load(gateway.port, args.devices, args.seconds, args.window)
+        committed = asyncio.run(_count_positions(url)) - before
+        if committed < full.acked:
+            raise SystemExit(f"{name}: {full.acked} acks but only {committed} positions stored")
+        paced = run_load(gateway.port, args.devices, args.seconds, args.window,
+                         total_rate=5000, first_fix=10_000_000)
+        base_rss = rss_kb(gateway.proc.pid)
+        ctx = multiprocessing.get_context("spawn")
+        hold = 5.0 + args.idle / 2000
+        idle = ctx.Process(target=_idle_process, args=(gateway.port, args.idle, hold))
+        idle.start()
+        peak_rss = base_rss
+        deadline = time.monotonic() + hold
+        while time.monotonic() < deadline and idle.is_alive():
+            peak_rss = max(peak_rss, rss_kb(gateway.proc.pid))
+            time.sleep(0.2)
+        idle.join()
+    finally:
+        gateway.stop()
+    return {
+        "rate": full.acked / full.seconds,
+        "p50": percentile(full.latencies_ms, 50),
+        "p99": percentile(full.latencies_ms, 99),
+        "paced_rate": paced.acked / paced.seconds,
+        "paced_p50": percentile(paced.latencies_ms, 50),
+        "paced_p99": percentile(paced.latencies_ms, 99),
+        "idle_kb": (peak_rss - base_rss) / args.idle if args.idle else float("nan"),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--devices", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--window", type=int, default=64,
+                        help="positions each device keeps in flight (unacknowledged)")
+    parser.add_argument("--idle", type=int, default=10_000)
+    parser.add_argument("--dialects", default="sqlite,postgresql")
+    parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/test",
+                        help="PostgreSQL server where a scratch database is created")
+    args = parser.parse_args()
+    fd_limit = raise_fd_limit()
+    if args.idle + 100 > fd_limit:
+        raise SystemExit(f"--idle {args.idle} needs more file descriptors than {fd_limit}")
+
+    port = free_port()
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Event()
+    bare = ctx.Process(target=_bare_process, args=(port, ready), daemon=True)
+    bare.start()
+    ready.wait(30)
+    ceiling = run_load(port, args.devices, args.seconds, args.window)
+    bare.terminate()
+    ceiling_rate = ceiling.acked / ceiling.seconds
+    print(f"load: {args.devices} GL300 connections, {args.window} positions in flight each, "
+          f"{args.seconds:g} s per run")
+    print(f"bare asyncio splitter (ceiling): {ceiling_rate:,.0f} acks/s, "
+          f"p50 {percentile(ceiling.latencies_ms, 50):.1f} ms, "
+          f"p99 {percentile(ceiling.latencies_ms, 99):.1f} ms")
+
+    ok = True
+    for name in args.dialects.split(","):
+        workdir = Path(tempfile.mkdtemp(prefix=f"bench-ingest-{name}-"))
+        pg_name = f"bench_ingest_{uuid.uuid4().hex[:10]}"
+        if name == "sqlite":
+            url = f"sqlite+aiosqlite:///{workdir / 'gateway.db'}"
+        else:
+            asyncio.run(_pg_database(args.pg, True, pg_name))
+            from sqlalchemy.engine import make_url
+
+            url = make_url(args.pg).set(drivername="postgresql+asyncpg", database=pg_name) \
+                .render_as_string(hide_password=False)
+        try:
+            r = bench_dialect(name, url, args, workdir)
+        finally:
+            if name == "postgresql":
+                asyncio.run(_pg_database(args.pg, False, pg_name))
+            shutil.rmtree(workdir, ignore_errors=True)
+        ratio = r["rate"] / ceiling_rate
+        print(f"{name}: {r['rate']:,.0f} positions/s committed ({ratio:.0%} of the ceiling), "
+              f"ack p50 {r['p50']:.1f} ms p99 {r['p99']:.1f} ms; "
+              f"at {r['paced_rate']:,.0f}/s: p50 {r['paced_p50']:.1f} ms "
+              f"p99 {r['paced_p99']:.1f} ms; idle connection {r['idle_kb']:.1f} KB")
+        if name == "postgresql":
+            checks = {
+                ">= 20,000 positions/s": r["rate"] >= 20_000,
+                ">= 50% of the ceiling": ratio >= 0.5,
+                "p99 < 100 ms at 5,000/s": r["paced_p99"] < 100,
+                "idle < 20 KB": r["idle_kb"] < 20,
+            }
+            for label, passed in checks.items():
+                print(f"  target {label}: {'ok' if passed else 'MISSED'}")
+                ok &= passed
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
