@@ -49,3 +49,5 @@ def configure(level: str = "INFO", fmt: str = "text") -> None:
     root.setLevel(level)
     # Access logs of the web server would drown device events; warnings still show.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # Migrations log every plugin they load at INFO; only their problems matter here.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
