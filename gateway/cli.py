@@ -34,14 +34,12 @@ async def _with_db(settings: Settings, action: Callable[[Any], Awaitable[Any]]) 
 def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
     from gateway.server import run
 
-    if settings.notify.channel == "outbox":
-        # One-time codes are written in clear to a file: fine on a laptop, never in production.
-        import logging
-
-        logging.getLogger("gateway").warning(
-            "notify.channel is 'outbox': one-time codes are written in clear to %s; "
-            "set notify.channel to email or sms in production", settings.notify.outbox_path)
-    _run_loop(run(settings))
+    # The gateway warns at start about the outbox channel and the contact_only proof.
+    try:
+        _run_loop(run(settings))
+    except OSError as exc:
+        print(f"gateway: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -95,6 +93,76 @@ def cmd_release(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _admin_service(settings: Settings, db: Any) -> Any:
+    """The activation engine for admin commands (they send nothing and check no codes)."""
+    from gateway.activation import ActivationService
+    from gateway.notify import build_notifier
+
+    return ActivationService(db, settings.activation, settings.notify,
+                             build_notifier(settings.notify), server_key=b"")
+
+
+def cmd_provision(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.activation import InvalidInput
+
+    async def action(db: Any) -> Any:
+        return await _admin_service(settings, db).provision(args.imei, args.contact, by="cli")
+
+    try:
+        contact = _run_loop(_with_db(settings, action))
+    except InvalidInput as exc:
+        print(f"error: {exc.field}: {exc.message}", file=sys.stderr)
+        return 1
+    print(json.dumps({"imei": args.imei, "contact_of_record": contact}))
+    return 0
+
+
+def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.activation.csv_import import import_csv
+
+    try:
+        with open(args.file, encoding="utf-8-sig") as handle:
+            content = handle.read()
+    except OSError as exc:
+        print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 1
+
+    async def action(db: Any) -> Any:
+        return await import_csv(_admin_service(settings, db), content, by="cli")
+
+    result = _run_loop(_with_db(settings, action))
+    for error in result.errors:
+        print(f"{args.file}:{error.line}: {error.detail}", file=sys.stderr)
+    print(json.dumps({"provisioned": result.provisioned, "errors": len(result.errors)}))
+    return 1 if result.errors else 0
+
+
+def cmd_unlock(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.activation import InvalidInput
+
+    async def action(db: Any) -> Any:
+        return await _admin_service(settings, db).unlock(args.imei, by="cli")
+
+    try:
+        was_locked = _run_loop(_with_db(settings, action))
+    except InvalidInput as exc:
+        print(f"error: {exc.field}: {exc.message}", file=sys.stderr)
+        return 1
+    print(f"unlocked {args.imei}" if was_locked else f"{args.imei} was not locked")
+    return 0
+
+
+def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.activation import audit
+
+    async def action(db: Any) -> Any:
+        return await audit.read(db, imei=args.imei, action=args.action, limit=args.limit)
+
+    for row in _run_loop(_with_db(settings, action)):
+        print(json.dumps(_plain(row), default=str))
+    return 0
+
+
 def _plain(value: Any) -> Any:
     from dataclasses import asdict, is_dataclass
 
@@ -135,6 +203,26 @@ def build_parser() -> argparse.ArgumentParser:
     release = add("release", help="end a device's binding (admin)")
     release.add_argument("imei")
     release.set_defaults(func=cmd_release)
+
+    provision = add("provision", help="register a device's contact of record (where its "
+                    "activation codes go)")
+    provision.add_argument("imei", help="15-digit IMEI")
+    provision.add_argument("contact", help="the buyer's e-mail or phone number (+country code)")
+    provision.set_defaults(func=cmd_provision)
+
+    import_ = add("import-devices", help="provision devices from a CSV file of imei,contact")
+    import_.add_argument("file")
+    import_.set_defaults(func=cmd_import)
+
+    unlock = add("unlock", help="let a device locked after failed codes be claimed again")
+    unlock.add_argument("imei")
+    unlock.set_defaults(func=cmd_unlock)
+
+    audit = add("audit", help="print the audit log, newest first (JSON lines)")
+    audit.add_argument("--imei")
+    audit.add_argument("--action", help="start, send, check, claim, release, unlock, ...")
+    audit.add_argument("--limit", type=int, default=100)
+    audit.set_defaults(func=cmd_audit)
     return parser
 
 

@@ -93,8 +93,64 @@ class MqttSettings(_Section):
 
 
 class NotifySettings(_Section):
+    #: `outbox`: every message goes to the JSON-lines file `outbox_path` (development only: codes
+    #: are written in clear). `email` or `sms`: real delivery, routed by the contact's kind
+    #: (e-mail addresses over SMTP, phone numbers over the SMS provider).
     channel: Literal["outbox", "email", "sms"] = "outbox"
     outbox_path: str = "data/outbox.jsonl"
+    #: Sender shown in e-mails and SMS.
+    sender: str = "tracker-gateway <noreply@localhost>"
+    #: Tries per message before the failure is recorded on the challenge.
+    attempts: int = Field(3, ge=1, le=10)
+    #: Seconds before the second try; doubled for each further try.
+    retry_delay_s: float = Field(1.0, ge=0, le=60)
+    #: SMTP server for e-mail delivery (empty host: e-mail cannot be delivered).
+    smtp_host: str = ""
+    smtp_port: Port = Field(587, ge=1, le=65535)
+    smtp_username: str = ""
+    smtp_password: str = ""
+    #: `starttls`, `tls` (implicit, port 465) or `none` (local relays and tests only).
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_timeout_s: float = Field(10.0, gt=0)
+    #: SMS provider endpoint (Twilio-shaped form POST: To, From, Body). Empty: no SMS delivery.
+    sms_url: str = ""
+    sms_username: str = ""
+    sms_password: str = ""
+    sms_timeout_s: float = Field(10.0, gt=0)
+
+
+class ActivationSettings(_Section):
+    #: Proof of possession: `auto` (contact of record if any, else device signal),
+    #: `contact_of_record`, `device_signal`, or the lab-only `contact_only` (no proof at all).
+    proof: Literal["auto", "contact_of_record", "device_signal", "contact_only"] = "auto"
+    #: How long the claimant has to press the device's SOS button.
+    signal_window_s: float = Field(300.0, gt=0, le=3600)
+    #: How long a sent code stays valid.
+    code_ttl_s: float = Field(600.0, gt=0, le=86400)
+    code_digits: Literal[6, 8] = 6
+    #: Wrong codes that end a challenge.
+    max_attempts: int = Field(5, ge=1, le=20)
+    #: Sends (first one included) allowed per challenge within `resend_window_s`.
+    max_sends: int = Field(5, ge=1, le=20)
+    resend_window_s: float = Field(600.0, gt=0)
+    #: Seconds between two sends of one challenge.
+    resend_interval_s: float = Field(60.0, ge=0)
+    #: Consecutive failed checks on one device (across challenges) that lock its claiming.
+    device_lock_failures: int = Field(100, ge=1)
+    #: Failed checks per account (contact) and per client address within `failure_window_s`.
+    max_failures_per_account: int = Field(20, ge=1)
+    max_failures_per_client: int = Field(50, ge=1)
+    failure_window_s: float = Field(3600.0, gt=0)
+    #: Claims and sign-ins started per client address per minute (then 429).
+    starts_per_minute_per_client: int = Field(20, ge=1)
+    #: Key of HMAC(key, challenge id + code). Empty: read from `server_key_file`, which is
+    #: created with a random key on first start. Several gateway instances must share one key.
+    server_key: str = ""
+    server_key_file: str = "data/server.key"
+    #: Lifetime of a signed-in owner's web session.
+    session_ttl_s: float = Field(30 * 86400.0, gt=0)
+    #: Send session cookies with `Secure` (set when the gateway is served over HTTPS).
+    secure_cookies: bool = False
 
 
 class LogSettings(_Section):
@@ -117,6 +173,7 @@ class Settings(BaseSettings):
     admin: AdminSettings = AdminSettings()
     mqtt: MqttSettings = MqttSettings()
     notify: NotifySettings = NotifySettings()
+    activation: ActivationSettings = ActivationSettings()
     log: LogSettings = LogSettings()
 
     # Set by load_settings() for the duration of one construction.

@@ -11,6 +11,10 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        self.code_comparisons = Counter(
+            "gateway_code_comparisons_total",
+            "One-time codes compared with a stored one (each after its attempt was counted)",
+            registry=r)
         self.connections = Gauge(
             "gateway_connections", "Open device connections", ["protocol"], registry=r)
         self.connections_refused = Counter(

@@ -6,17 +6,22 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import Iterator
 
 import uvicorn
 
+from gateway.activation import ActivationService
+from gateway.activation.codes import load_server_key
 from gateway.config import Settings
 from gateway.metrics import Metrics
+from gateway.notify import build_notifier
 from gateway.store.database import Database
 from gateway.store.ingest import IngestItem, trim_frame_rings
 from gateway.store.writer import GroupCommitWriter
 from gateway.tcp import TcpServer
 from gateway.web.app import create_app
+from protocols.events import Alarm, AlarmType
 
 log = logging.getLogger("gateway")
 
@@ -27,6 +32,21 @@ class _EmbeddedUvicorn(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+def _listen_socket(host: str, port: int, what: str, key: str) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"cannot listen on {host}:{port} for {what} ({exc.strerror}); "
+                                 f"free the port or change {key}") from exc
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
 
 
 class Gateway:
@@ -41,6 +61,8 @@ class Gateway:
         self._web: _EmbeddedUvicorn | None = None
         self._web_task: asyncio.Task[None] | None = None
         self.http_port: int | None = None
+        self.activation: ActivationService | None = None
+        self._signal_tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         settings = self.settings
@@ -71,26 +93,61 @@ class Gateway:
         )
         self.writer.start()
         await self._trim_frame_rings()
-        self.tcp = TcpServer(settings.tcp, self.metrics, self._submit)
+        self.activation = self._start_activation(self.db)
+        self.tcp = TcpServer(settings.tcp, self.metrics, self._submit, self.on_stored)
         await self.tcp.start()
         app = create_app(self)
         config = uvicorn.Config(
             app, host=settings.http.host, port=settings.http.port, log_config=None,
             lifespan="off", access_log=False)
         self._web = _EmbeddedUvicorn(config)
-        self._web_task = asyncio.create_task(self._web.serve())
+        # Bound here rather than by uvicorn, which exits the process when it cannot bind.
+        sock = _listen_socket(settings.http.host, settings.http.port, "the web app", "http.port")
+        self.http_port = sock.getsockname()[1]
+        self._web_task = asyncio.create_task(self._web.serve(sockets=[sock]))
         while not self._web.started:
             if self._web_task.done():
-                await self._web_task
-                raise RuntimeError(
-                    f"the web app could not listen on {settings.http.host}:{settings.http.port}")
+                self._web_task.result()
+                raise RuntimeError("the web app stopped during start-up")
             await asyncio.sleep(0.01)
-        servers = getattr(self._web, "servers", [])
-        if servers:
-            self.http_port = servers[0].sockets[0].getsockname()[1]
         log.info("gateway started", extra={
             "tcp": self.tcp.ports, "http": f"{settings.http.host}:{self.http_port}",
             "database": self.db.url.render_as_string(hide_password=True)})
+
+    def _start_activation(self, db: Database) -> ActivationService:
+        settings = self.settings
+        if settings.activation.proof == "contact_only":
+            log.warning("activation.proof is 'contact_only': codes go to whatever contact the "
+                        "claimant types, so anyone who knows an IMEI can take the device; "
+                        "use it in a lab only")
+        if settings.notify.channel == "outbox":
+            log.warning("notify.channel is 'outbox': one-time codes are written in clear to "
+                        "%s; set notify.channel to email or sms in production",
+                        settings.notify.outbox_path)
+        key = load_server_key(settings.activation.server_key,
+                              settings.activation.server_key_file)
+        return ActivationService(db, settings.activation, settings.notify,
+                                 build_notifier(settings.notify), key,
+                                 on_comparison=self.metrics.code_comparisons.inc)
+
+    def on_stored(self, item: IngestItem) -> None:
+        """A transport's item was committed: a stored SOS is the device signal of a claim.
+
+        Transport-neutral: TCP calls it now, MQTT will call it the same way.
+        """
+        if self.activation is None:
+            return
+        if any(isinstance(event, Alarm) and event.alarm is AlarmType.SOS
+               for event in item.events):
+            task = asyncio.create_task(self.activation.device_signal(
+                item.device_id, item.protocol, item.received_at))
+            self._signal_tasks.add(task)
+            task.add_done_callback(self._signal_done)
+
+    def _signal_done(self, task: asyncio.Task[None]) -> None:
+        self._signal_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("device signal not handled", exc_info=task.exception())
 
     async def _trim_frame_rings(self) -> None:
         """After frames_per_device was lowered, drop ring slots beyond the new size."""
@@ -111,7 +168,11 @@ class Gateway:
             await self.tcp.stop()
         if self.writer is not None:
             await self.writer.close(drain=True, timeout=self.settings.database.shutdown_timeout_s)
-        if self._web is not None and self._web_task is not None:
+        if self._signal_tasks:
+            await asyncio.gather(*list(self._signal_tasks), return_exceptions=True)
+        if self.activation is not None:
+            await self.activation.drain()
+        if self._web is not None and self._web_task is not None and not self._web_task.done():
             self._web.should_exit = True
             await self._web_task
         if self.db is not None:
@@ -126,8 +187,8 @@ async def run(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await gateway.start()
     try:
+        await gateway.start()
         await stop.wait()
     finally:
         await gateway.stop()

@@ -82,8 +82,15 @@ class TcpServer:
             ) -> Awaitable[None]:
                 return self._accept(protocol, reader, writer)
 
-            server = await asyncio.start_server(
-                accept, self.settings.host, port, limit=READ_CHUNK, backlog=4096)
+            try:
+                server = await asyncio.start_server(
+                    accept, self.settings.host, port, limit=READ_CHUNK, backlog=4096)
+            except OSError as exc:
+                key = f"tcp.{protocol}_port" if protocol else "tcp.auto_port"
+                raise OSError(
+                    exc.errno,
+                    f"cannot listen on {self.settings.host}:{port} for {protocol or 'auto'} "
+                    f"({exc.strerror}); free the port or change {key}") from exc
             self._servers.append(server)
             label = protocol or "auto"
             self.ports[label] = server.sockets[0].getsockname()[1]

@@ -152,8 +152,13 @@ class Owner(Base):
     __tablename__ = "owners"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    #: Normalised: a lower-case e-mail address or an E.164 phone number (`+4915...`).
     contact: Mapped[str] = mapped_column(String(255), unique=True)
     created_at: Mapped[datetime]
+    #: Base32 secret of the owner's authenticator app once enrolled and confirmed.
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    #: Secret shown as a QR code, waiting for its first code to confirm the enrolment.
+    totp_pending_secret: Mapped[str | None] = mapped_column(String(64))
 
 
 class Binding(Base):
@@ -252,3 +257,100 @@ class DeviceFrame(Base):
     remote_addr: Mapped[str | None] = mapped_column(String(64))
     #: "ok" or "rejected: <reason>".
     result: Mapped[str] = mapped_column(Text)
+
+
+class ProvisionedDevice(Base):
+    """A contact of record registered by a dealer or installer for a 15-digit IMEI.
+
+    Kept apart from `devices` because a device is usually provisioned before it ever connects
+    (and a fixed-layout TK103 unit never sends its full IMEI): the claim looks the contact up by
+    the IMEI the owner types.
+    """
+
+    __tablename__ = "provisioned_devices"
+
+    imei: Mapped[str] = mapped_column(String(15), primary_key=True)
+    contact: Mapped[str] = mapped_column(String(255))
+    provisioned_at: Mapped[datetime]
+
+
+class Challenge(Base):
+    """One one-time-code flow: a claim (`activation`), a sign-in or a release.
+
+    The code itself is never stored: only HMAC(server key, id + code) in `code_hmac`, and the
+    client's secret token only as its SHA-256.
+    """
+
+    __tablename__ = "challenges"
+    __table_args__ = (Index("ix_challenges_status_imei", "status", "imei"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    #: The IMEI typed by the claimant (activation, release), else NULL.
+    imei: Mapped[str | None] = mapped_column(String(15))
+    #: Where codes of this challenge go (contact of record, claimant, or owner).
+    deliver_to: Mapped[str] = mapped_column(String(255))
+    #: The claimant's own contact: the account the device is bound to (activation).
+    claimant: Mapped[str] = mapped_column(String(255))
+    #: How possession is proven: contact_of_record, device_signal, contact_only, owner, totp.
+    proof: Mapped[str] = mapped_column(String(24))
+    #: True when the flow can never succeed (owned or locked device, unknown account): it
+    #: answers like the others but sends nothing.
+    decoy: Mapped[bool]
+    token_hash: Mapped[str] = mapped_column(String(64))
+    code_hmac: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32))
+    attempts: Mapped[int] = mapped_column(Integer)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    sends: Mapped[int] = mapped_column(Integer)
+    sends_window_start: Mapped[datetime | None]
+    last_sent_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    #: End of the device-signal window, then of the current code's validity.
+    expires_at: Mapped[datetime]
+    client_addr: Mapped[str | None] = mapped_column(String(64))
+    #: Delivery of the last code: sending, sent or failed (with `delivery_error`).
+    delivery: Mapped[str | None] = mapped_column(String(16))
+    delivery_error: Mapped[str | None] = mapped_column(Text)
+
+
+class WebSession(Base):
+    """A signed-in owner; the cookie holds a random token, the table only its SHA-256."""
+
+    __tablename__ = "web_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id"), index=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
+class AuditEntry(Base):
+    """Who started, sent, checked, claimed, released or unlocked what; never a code."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    outcome: Mapped[str] = mapped_column(String(32))
+    imei: Mapped[str | None] = mapped_column(String(15))
+    owner_id: Mapped[int | None] = mapped_column(BigId)
+    challenge_id: Mapped[str | None] = mapped_column(String(32))
+    client_addr: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any] | None]
+
+
+class FailureCounter(Base):
+    """Failed checks (and started flows) per scope and key, for locks, caps and rate limits.
+
+    Scopes: `device` (consecutive failures, never windowed), `account`, `client` (failures in a
+    window), `start` (flows started by a client address in a minute).
+    """
+
+    __tablename__ = "failure_counters"
+
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+    window_start: Mapped[datetime]

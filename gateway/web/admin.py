@@ -6,10 +6,14 @@ import hmac
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, UploadFile, status
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
+from gateway.activation import ActivationService, InvalidInput
+from gateway.activation import audit as audit_log
+from gateway.activation.csv_import import import_csv
 from gateway.store import queries
 from gateway.store.database import Database
 from gateway.store.models import DeviceState
@@ -92,10 +96,91 @@ async def list_devices(
     state: Annotated[DeviceState | None, Query(description="unclaimed, claimed or locked")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
+    frames: Annotated[int, Query(ge=0, le=100,
+                                 description="also the last N raw frames of each")] = 0,
 ) -> dict[str, Any]:
-    """Devices the gateway has seen, most recently seen first, with their last fix."""
+    """Devices the gateway has seen, most recently seen first, with their last fix (and, with
+    `frames=N`, their last N raw frames: what an installer checks on site)."""
     devices = await queries.list_devices(db, state, limit=limit, offset=offset)
-    return {"devices": [_device_out(d) for d in devices]}
+    out: list[dict[str, Any]] = []
+    for device in devices:
+        item = _device_out(device).model_dump(mode="json")
+        if frames:
+            item["frames"] = [_frame_out(f).model_dump(mode="json")
+                              for f in await queries.recent_frames(db, device.imei,
+                                                                   limit=frames)]
+        out.append(item)
+    return {"devices": out}
+
+
+def _frame_out(f: queries.FrameInfo) -> FrameOut:
+    return FrameOut(received_at=f.received_at, remote_addr=f.remote_addr, result=f.result,
+                    text=f.raw.decode("ascii", "backslashreplace"), hex=f.raw.hex())
+
+
+def _activation(request: Request) -> ActivationService:
+    activation: ActivationService | None = request.app.state.gateway.activation
+    if activation is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the gateway is starting")
+    return activation
+
+
+class ProvisionIn(BaseModel):
+    imei: str
+    #: The buyer's e-mail address or phone number (E.164): where activation codes will go.
+    contact: str
+
+
+@router.post("/devices", status_code=201)
+async def provision_device(
+    body: ProvisionIn, activation: Annotated[ActivationService, Depends(_activation)]
+) -> JSONResponse:
+    """Register a device's contact of record (before or after it first connects)."""
+    try:
+        contact = await activation.provision(body.imei, body.contact)
+    except InvalidInput as exc:
+        return JSONResponse({"detail": exc.message, "field": exc.field}, status_code=422)
+    return JSONResponse({"imei": body.imei.strip(), "contact_of_record": contact},
+                        status_code=201)
+
+
+@router.post("/devices/import")
+async def import_devices(
+    file: UploadFile, activation: Annotated[ActivationService, Depends(_activation)]
+) -> dict[str, Any]:
+    """Provision many devices from a CSV file with the columns `imei,contact` (a header row is
+    optional). Good rows are registered; bad ones are listed with their line and the reason."""
+    text = (await file.read()).decode("utf-8-sig", "replace")
+    result = await import_csv(activation, text)
+    return {"provisioned": result.provisioned,
+            "errors": [{"line": e.line, "detail": e.detail} for e in result.errors]}
+
+
+@router.post("/devices/{imei}/unlock")
+async def unlock_device(
+    imei: str, activation: Annotated[ActivationService, Depends(_activation)]
+) -> JSONResponse:
+    """Let a device locked after too many failed codes be claimed again."""
+    try:
+        was_locked = await activation.unlock(imei)
+    except InvalidInput as exc:
+        return JSONResponse({"detail": exc.message, "field": exc.field}, status_code=422)
+    return JSONResponse({"imei": imei, "was_locked": was_locked, "state": "unlocked"})
+
+
+@router.get("/audit")
+async def read_audit(
+    db: Annotated[Database, Depends(_db)],
+    imei: str | None = None,
+    action: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """The audit log, newest first: every start, send, check, claim, release (never a code)."""
+    rows = await audit_log.read(db, imei=imei, action=action, limit=limit)
+    return {"entries": [{
+        "id": r.id, "at": r.at.isoformat(), "action": r.action, "outcome": r.outcome,
+        "imei": r.imei, "owner_id": r.owner_id, "challenge_id": r.challenge_id,
+        "client_addr": r.client_addr, "detail": r.detail} for r in rows]}
 
 
 @router.get("/devices/{imei}/frames")
@@ -110,10 +195,5 @@ async def device_frames(
     frames = await queries.recent_frames(db, imei, limit=limit)
     return {
         "imei": imei,
-        "frames": [
-            FrameOut(
-                received_at=f.received_at, remote_addr=f.remote_addr, result=f.result,
-                text=f.raw.decode("ascii", "backslashreplace"), hex=f.raw.hex())
-            for f in frames
-        ],
+        "frames": [_frame_out(f) for f in frames],
     }

@@ -1,4 +1,5 @@
-"""The FastAPI application: health, metrics and the admin device API."""
+"""The FastAPI application: health, metrics, the owner pages and the JSON APIs (activation,
+owner, admin)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway.web import admin
+from gateway.web import admin, api_activation, api_owner, pages
 
 if TYPE_CHECKING:
     from gateway.server import Gateway
@@ -45,4 +46,7 @@ def create_app(gateway: Gateway) -> FastAPI:
         return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(admin.router)
+    app.include_router(api_activation.router)
+    app.include_router(api_owner.router)
+    pages.install(app)
     return app

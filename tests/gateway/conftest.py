@@ -27,7 +27,8 @@ from gateway.store.migrate import upgrade
 PG_ADMIN_DSN = os.environ.get("GATEWAY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 #: Tables emptied between tests on the shared PostgreSQL database.
-_TABLES = "positions, alarms, device_frames, bindings, owners, devices"
+_TABLES = ("positions, alarms, device_frames, bindings, web_sessions, owners, devices, "
+           "provisioned_devices, challenges, audit_log, failure_counters")
 
 
 def _run_apart(work: Callable[[], Awaitable[None]]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -35,6 +36,8 @@ def gateway_settings(store_url: str, **sections: dict[str, Any]) -> Settings:
         },
         "http": {"host": "127.0.0.1", "port": 0},
         "admin": {"token": ADMIN_TOKEN},
+        # A fixed key: no key file is created in the working directory by tests.
+        "activation": {"server_key": "e2e-test-server-key-0123456789abcdef"},
     }
     for name, values in sections.items():
         base[name] = {**base.get(name, {}), **values}
@@ -50,10 +53,19 @@ async def start_gateway(store_url: str) -> AsyncIterator[StartGateway]:
     started: list[Gateway] = []
 
     async def start(**sections: dict[str, Any]) -> Gateway:
-        gateway = Gateway(gateway_settings(store_url, **sections))
-        await gateway.start()
-        started.append(gateway)
-        return gateway
+        # free_port() can race with other processes on this host: retry with fresh ports.
+        for attempt in range(3):
+            gateway = Gateway(gateway_settings(store_url, **sections))
+            try:
+                await gateway.start()
+            except OSError as exc:
+                await gateway.stop()
+                if exc.errno != errno.EADDRINUSE or attempt == 2:
+                    raise
+                continue
+            started.append(gateway)
+            return gateway
+        raise AssertionError("unreachable")
 
     yield start
     for gateway in started:

@@ -1,0 +1,74 @@
+"""One-time codes, their stored form, client tokens and the server key."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import secrets
+from pathlib import Path
+
+#: Only ASCII digits (str.isdigit() would accept full-width and other Unicode digits).
+_CODE_FORMAT = re.compile(r"[0-9]{6,8}", re.ASCII)
+
+
+def new_code(digits: int) -> str:
+    """A uniformly random code of `digits` digits from `secrets` (leading zeros kept)."""
+    return f"{secrets.randbelow(10 ** digits):0{digits}d}"
+
+
+def is_code_format(value: str) -> bool:
+    """True for 6 to 8 ASCII digits and nothing else."""
+    return _CODE_FORMAT.fullmatch(value) is not None
+
+
+def code_hmac(key: bytes, challenge_id: str, code: str) -> str:
+    """The only form in which a code is stored: HMAC-SHA256(key, challenge id + code)."""
+    return hmac.new(key, f"{challenge_id}:{code}".encode("ascii"), hashlib.sha256).hexdigest()
+
+
+def codes_match(stored_hmac: str, key: bytes, challenge_id: str, code: str) -> bool:
+    """Constant-time comparison of the stored HMAC with the HMAC of `code`."""
+    return hmac.compare_digest(stored_hmac.encode(), code_hmac(key, challenge_id, code).encode())
+
+
+def new_id() -> str:
+    """A challenge id: 128 random bits, URL-safe."""
+    return secrets.token_hex(16)
+
+
+def new_token() -> str:
+    """A client secret (challenge token, session cookie): 256 random bits."""
+    return secrets.token_urlsafe(32)
+
+
+def token_hash(token: str) -> str:
+    """SHA-256 of a token: what the database keeps (a stolen table opens no session)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def load_server_key(configured: str, key_file: str) -> bytes:
+    """The HMAC key: `configured` when set, else the key in `key_file`, created on first use.
+
+    The file is created with mode 0600. Several gateway instances must share one key (set
+    activation.server_key, or share the file), or codes sent by one fail on the other.
+    """
+    if configured:
+        if len(configured) < 32:
+            raise ValueError("activation.server_key must be at least 32 characters: generate "
+                             "one with `python -c 'import secrets; print(secrets.token_hex(32))'`")
+        return configured.encode()
+    path = Path(key_file)
+    if path.is_file():
+        key = path.read_text().strip()
+        if len(key) < 32:
+            raise ValueError(f"{path} holds a key shorter than 32 characters: delete it to "
+                             "have a new one generated")
+        return key.encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    return key.encode()

@@ -1,0 +1,195 @@
+"""JSON API of a signed-in owner: devices, positions, release, authenticator app."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import segno
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from gateway.activation import ActivationService, Failure, InvalidInput, RateLimited
+from gateway.activation.owners import OwnedDevice, owned_devices, owner_positions
+from gateway.activation.service import OwnerInfo
+from gateway.web.deps import (
+    client_addr,
+    failed,
+    invalid_input,
+    rate_limited,
+    require_owner,
+    service,
+)
+
+router = APIRouter(prefix="/api/v1", tags=["owner"])
+
+Service = Annotated[ActivationService, Depends(service)]
+Owner = Annotated[OwnerInfo, Depends(require_owner)]
+
+
+class FixOut(BaseModel):
+    lat: float
+    lon: float
+    fix_time: datetime
+    speed_kmh: float | None
+    course_deg: float | None
+    valid: bool | None
+
+
+class OwnedDeviceOut(BaseModel):
+    imei: str
+    protocol: str
+    #: `claimed` (yours now) or `released` (yours before; its history stays yours).
+    state: Literal["claimed", "released"]
+    online: bool
+    claimed_at: datetime
+    released_at: datetime | None
+    last_seen: datetime
+    last_fix: FixOut | None
+
+
+class PositionOut(BaseModel):
+    fix_time: datetime
+    received_at: datetime
+    lat: float
+    lon: float
+    valid: bool
+    speed_kmh: float | None
+    course_deg: float | None
+    altitude_m: float | None
+    satellites: int | None
+    hdop: float | None
+
+
+class ReleaseStartIn(BaseModel):
+    #: `code`: a code is sent to you; `totp`: your authenticator app.
+    method: Literal["code", "totp"] = "code"
+
+
+class ReleaseIn(BaseModel):
+    challenge_id: str
+    token: str
+    code: str
+
+
+def device_out(request: Request, device: OwnedDevice) -> OwnedDeviceOut:
+    tcp = request.app.state.gateway.tcp
+    online = device.current and tcp is not None and device.imei in tcp.connected_devices()
+    fix = device.last_fix
+    return OwnedDeviceOut(
+        imei=device.imei, protocol=device.protocol,
+        state="claimed" if device.current else "released", online=online,
+        claimed_at=device.claimed_at, released_at=device.released_at,
+        last_seen=device.last_seen,
+        last_fix=None if fix is None else FixOut(
+            lat=fix.lat, lon=fix.lon, fix_time=fix.fix_time, speed_kmh=fix.speed_kmh,
+            course_deg=fix.course_deg, valid=fix.valid))
+
+
+async def one_device(activation: ActivationService, owner: OwnerInfo, imei: str) -> OwnedDevice:
+    """The owner's device `imei` (current or released); 404 for anybody else's."""
+    found = await owned_devices(activation.db, owner.id, imei)
+    if not found:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"you have no device {imei}")
+    return found[0]
+
+
+@router.get("/devices")
+async def list_devices(request: Request, owner: Owner, activation: Service) -> dict[str, Any]:
+    """Your devices: current ones first, then released ones (whose history stays yours)."""
+    devices = await owned_devices(activation.db, owner.id)
+    return {"devices": [device_out(request, d) for d in devices]}
+
+
+@router.get("/devices/{imei}", response_model=OwnedDeviceOut)
+async def get_device(
+    imei: str, request: Request, owner: Owner, activation: Service
+) -> OwnedDeviceOut:
+    return device_out(request, await one_device(activation, owner, imei))
+
+
+@router.get("/devices/{imei}/positions")
+async def device_positions(
+    imei: str, owner: Owner, activation: Service,
+    since: datetime | None = None, until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+) -> dict[str, Any]:
+    """Positions recorded while the device was yours, oldest first (since <= fix_time < until)."""
+    device = await one_device(activation, owner, imei)
+    positions = await owner_positions(activation.db, device.binding_ids, since=since,
+                                      until=until, limit=limit)
+    return {"imei": device.imei, "positions": [
+        PositionOut(fix_time=p.fix_time, received_at=p.received_at, lat=p.lat, lon=p.lon,
+                    valid=p.valid, speed_kmh=p.speed_kmh, course_deg=p.course_deg,
+                    altitude_m=p.altitude_m, satellites=p.satellites, hdop=p.hdop)
+        for p in positions]}
+
+
+@router.post("/devices/{imei}/release", status_code=202,
+             responses={404: {"description": "not your device"}})
+async def start_release(
+    imei: str, request: Request, owner: Owner, activation: Service,
+    body: Annotated[ReleaseStartIn | None, Body()] = None,
+) -> JSONResponse:
+    """Step 1 of a release: a fresh code is sent to you (or use your authenticator app).
+    Then `DELETE /api/v1/devices/{imei}` with `{challenge_id, token, code}`."""
+    method = body.method if body is not None else "code"
+    try:
+        started = await activation.start_release(owner, imei, client_addr(request), method)
+    except InvalidInput as exc:
+        return invalid_input(exc)
+    except RateLimited as exc:
+        return rate_limited(exc)
+    except LookupError:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"you have no device {imei}") from None
+    return JSONResponse({"challenge_id": started.challenge_id, "token": started.token,
+                         "status": started.status,
+                         "expires_at": started.expires_at.isoformat()}, status_code=202)
+
+
+@router.delete("/devices/{imei}", status_code=200,
+               responses={400: {"description": "any failure (generic)"},
+                          404: {"description": "not your device"}})
+async def release_device(
+    imei: str, body: ReleaseIn, request: Request, owner: Owner, activation: Service
+) -> JSONResponse:
+    """Release your device, confirmed by the code of `POST .../release`: it becomes unclaimed;
+    positions recorded while it was yours stay yours."""
+    device = await one_device(activation, owner, imei)
+    if not device.current:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"device {imei} is no longer yours")
+    try:
+        await activation.release(owner, imei, body.challenge_id, body.token, body.code,
+                                 client_addr(request))
+    except InvalidInput as exc:
+        return invalid_input(exc)
+    except Failure as exc:
+        return failed(exc)
+    return JSONResponse({"imei": device.imei, "state": "released"})
+
+
+class TotpCodeIn(BaseModel):
+    code: str
+
+
+@router.get("/account")
+async def account(owner: Owner) -> dict[str, Any]:
+    return {"contact": owner.contact, "totp_enabled": owner.totp_enabled}
+
+
+@router.post("/account/totp")
+async def totp_enrol(owner: Owner, activation: Service) -> dict[str, Any]:
+    """Start enrolling an authenticator app: scan `qr_svg` (or type `uri`), then confirm."""
+    uri = await activation.totp_begin(owner)
+    return {"uri": uri, "qr_svg": segno.make(uri).svg_inline(scale=4)}
+
+
+@router.post("/account/totp/confirm")
+async def totp_confirm(
+    body: TotpCodeIn, request: Request, owner: Owner, activation: Service
+) -> JSONResponse:
+    """The first code of the app turns it on (400 if it is wrong: scan again or retry)."""
+    if not await activation.totp_confirm(owner, body.code, client_addr(request)):
+        return failed(Failure("wrong totp"))
+    return JSONResponse({"totp_enabled": True})
