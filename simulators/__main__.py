@@ -1,0 +1,7 @@
+"""`python -m simulators ...` is `trackersim ...`."""
+
+import sys
+
+from simulators.cli import main
+
+sys.exit(main())

@@ -1,0 +1,91 @@
+"""Alarms other than SOS, from the protocols' own alarm tables.
+
+`DeviceEncoder` has `sos()` but no general `alarm()`. Rather than writing a second copy of any
+format, this module picks the protocol's own code for an AlarmType from the decoder's table and
+lets the device encoder's frame builder produce the frame; the frame is then decoded once, and
+refused unless the protocol reads it back as that alarm. (Gap reported upstream: a public
+`alarm(type, fix)` on the device encoders would remove the use of their private builders.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from protocols import Alarm, AlarmType, Codec, DeviceEncoder, Fix
+
+
+class UnsupportedAlarm(ValueError):
+    """The protocol (or its device encoder) cannot send this alarm."""
+
+
+def _gps103(encoder: DeviceEncoder, alarm: AlarmType) -> Callable[[Fix], bytes] | None:
+    from protocols.gps103 import report
+
+    keyword = next((k for k, v in report._ALARMS.items() if v is alarm), None)
+    build = getattr(encoder, "_report", None)
+    if keyword is None or build is None:
+        return None
+    return lambda fix: build(keyword, fix)  # type: ignore[no-any-return]
+
+
+def _tk103(encoder: DeviceEncoder, alarm: AlarmType) -> Callable[[Fix], bytes] | None:
+    from protocols.tk103 import decoder
+
+    digit = next((k for k, v in decoder._BO01_ALARMS.items() if v is alarm), None)
+    build = getattr(encoder, "_fixed", None)
+    if digit is None or build is None or getattr(encoder, "comma_layout", False):
+        return None
+    return lambda fix: build("BO01", digit, fix)  # type: ignore[no-any-return]
+
+
+def _gl300(encoder: DeviceEncoder, alarm: AlarmType) -> Callable[[Fix], bytes] | None:
+    from protocols.gl300 import reports
+
+    build = getattr(encoder, "_numbered", None)
+    if build is None:
+        return None
+    for code, kind in reports.ALARMS.items():
+        if kind is alarm and code in reports.NUMBERED:
+            return lambda fix: build(f"+RESP:GT{code}", [fix]).encode()  # type: ignore[no-any-return]
+    return None
+
+
+_BUILDERS = {"gps103": _gps103, "tk103": _tk103, "gl300": _gl300}
+
+
+def alarm_builder(codec: Codec, encoder: DeviceEncoder,
+                  alarm: AlarmType) -> Callable[[Fix], bytes]:
+    """A function fix -> frame for `alarm`, checked once against the protocol's decoder."""
+    if alarm is AlarmType.SOS:
+        return encoder.sos
+    pick = _BUILDERS.get(codec.name)
+    build = pick(encoder, alarm) if pick else None
+    if build is None:
+        raise UnsupportedAlarm(f"{codec.name} devices cannot send a {alarm.value} alarm")
+    return build
+
+
+def check_alarm_frame(codec: Codec, frame: bytes, alarm: AlarmType) -> None:
+    """Raise UnsupportedAlarm unless the protocol decodes `frame` as `alarm`."""
+    from protocols import DEFAULT_OPTIONS
+
+    decoded = codec.decode(frame, DEFAULT_OPTIONS)
+    if not any(isinstance(e, Alarm) and e.alarm is alarm for e in decoded.events):
+        raise UnsupportedAlarm(f"{codec.name}: the frame built for {alarm.value} does not decode "
+                               f"as that alarm: {frame[:60]!r}")
+
+
+def supported_alarms(codec: Codec) -> list[AlarmType]:
+    """The alarms a simulated device of this protocol can raise."""
+    from datetime import UTC, datetime
+
+    encoder = codec.device("359900000000004")
+    fix = Fix(fix_time=datetime(2025, 1, 1, tzinfo=UTC), lat=1.0, lon=2.0)
+    out = []
+    for alarm in AlarmType:
+        try:
+            check_alarm_frame(codec, alarm_builder(codec, encoder, alarm)(fix), alarm)
+        except UnsupportedAlarm:
+            continue
+        out.append(alarm)
+    return out
