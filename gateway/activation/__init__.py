@@ -1,6 +1,6 @@
 """Device activation: one-time codes that prove possession of a device.
 
-Rules: the shared ACTIVATION.md; how they are met: docs/activation.md.
+Rules: docs/activation-rules.md; how they are met: docs/activation.md.
 
 * `contacts`: IMEI and contact validation, masking.
 * `codes`: code generation, HMAC storage form, tokens, the server key.

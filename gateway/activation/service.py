@@ -1,6 +1,6 @@
 """The activation engine: claims, sign-ins and releases by one-time code.
 
-How it meets the rules of the shared ACTIVATION.md: docs/activation.md.
+How it meets the rules of docs/activation-rules.md: docs/activation.md.
 
 Every flow is a row of `challenges`. What makes it safe:
 
