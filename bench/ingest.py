@@ -9,7 +9,9 @@ again) opens --devices connections, each a bound GL300 keeping --window position
 and counts the `+SACK:<count>$` acknowledgements. It prints:
 
 - positions committed per second (acknowledged, and cross-checked against the positions table);
-- ack latency p50/p99 at full load and at a fixed 5,000 positions/s;
+- ack latency p50/p99 at full load, and at 5,000 positions/s sent the way a real fleet sends
+  them: 5,000 simulated devices (the `simulators` fleet, as `trackersim fleet` runs it) at one
+  position per second each;
 - gateway RSS per idle connection (--idle connections that sent one heartbeat each);
 - the same load against a bare asyncio server that only splits frames and acknowledges them
   at once, measured in the same run: the ceiling, with the gateway's ratio to it.
@@ -76,17 +78,15 @@ class LoadResult:
     exhausted: int = 0
 
 
-def _frames_for(n: int, count: int, first_fix: int) -> tuple[list[bytes], list[bytes]]:
-    """Position frames of device n (distinct fix times from `first_fix` seconds on), and the
-    count field each SACK will echo."""
+def _frames_for(n: int, count: int) -> list[bytes]:
+    """Position frames of device n, with distinct fix times."""
     device = get_codec("gl300").device(imei_of(n))
-    frames, counts = [], []
-    for i in range(first_fix, first_fix + count):
+    frames = []
+    for i in range(count):
         frame = device.position(Fix(fix_time=T0 + timedelta(seconds=i), lat=45 + i * 1e-6,
                                     lon=9 + n * 1e-4, speed_kmh=40.0, course_deg=90.0))
         frames.append(frame)
-        counts.append(frame[:-1].rsplit(b",", 1)[1])
-    return frames, counts
+    return frames
 
 
 #: Above any rate this machine reaches, so that no device runs out of prepared frames.
@@ -98,12 +98,14 @@ class _DeviceClient(asyncio.Protocol):
     of send times, and each ack lets one more frame go out (a window of frames in flight)."""
 
     def __init__(self, frames: list[bytes], window: int, stop_at: float,
-                 rate_per_s: float | None, result: LoadResult, done: asyncio.Future[None]) -> None:
+                 result: LoadResult, done: asyncio.Future[None], cycle: bool) -> None:
         self.frames = frames
+        #: Start again from the first frame when all were sent (the bare server stores nothing,
+        #: so repeats cost it nothing; against the gateway they would be duplicates).
+        self.cycle = cycle
         self.next = 0
         self.window = window
         self.stop_at = stop_at
-        self.interval = 1.0 / rate_per_s if rate_per_s else 0.0
         self.result = result
         self.done = done
         self.sent_at: collections.deque[float] = collections.deque()
@@ -113,13 +115,12 @@ class _DeviceClient(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.loop.call_later(max(0.0, self.stop_at - time.perf_counter()), self._check_done)
-        if self.interval:
-            self._paced()
-        else:
-            self._fill()
+        self._fill()
 
     def _send(self, count: int) -> None:
         assert self.transport is not None
+        if self.cycle and self.next + count > len(self.frames):
+            self.next = 0
         end = min(self.next + count, len(self.frames))
         if end <= self.next:
             self.result.exhausted += 1 if self.next >= len(self.frames) else 0
@@ -132,13 +133,6 @@ class _DeviceClient(asyncio.Protocol):
     def _fill(self) -> None:
         if time.perf_counter() < self.stop_at:
             self._send(self.window - len(self.sent_at))
-
-    def _paced(self) -> None:
-        if time.perf_counter() >= self.stop_at:
-            return
-        if len(self.sent_at) < self.window:
-            self._send(1)
-        self.loop.call_later(self.interval, self._paced)
 
     def _check_done(self) -> None:
         if time.perf_counter() < self.stop_at:
@@ -153,8 +147,7 @@ class _DeviceClient(asyncio.Protocol):
         for _ in range(min(acks, len(self.sent_at))):
             latencies.append((now - self.sent_at.popleft()) * 1000)
         self.result.acked += acks
-        if not self.interval:
-            self._fill()
+        self._fill()
         if not self.sent_at and now >= self.stop_at and not self.done.done():
             self.done.set_result(None)
 
@@ -164,20 +157,19 @@ class _DeviceClient(asyncio.Protocol):
 
 
 async def _load(port: int, devices: int, seconds: float, window: int,
-                total_rate: float | None, first_fix: int) -> LoadResult:
+                cycle: bool) -> LoadResult:
     result = LoadResult(0, 0.0, [])
-    per_device_rate = total_rate / devices if total_rate else None
-    frames_needed = int(seconds * (total_rate or MAX_TOTAL_RATE) * 1.5 / devices) + window + 10
-    prepared = [_frames_for(n, frames_needed, first_fix) for n in range(devices)]
+    frames_needed = int(seconds * MAX_TOTAL_RATE * 1.5 / devices) + window + 10
+    prepared = [_frames_for(n, frames_needed) for n in range(devices)]
     loop = asyncio.get_running_loop()
     start = time.perf_counter()
     stop_at = start + seconds
     waits = []
     transports = []
-    for frames, _counts in prepared:
+    for frames in prepared:
         done: asyncio.Future[None] = loop.create_future()
         transport, _ = await loop.create_connection(
-            lambda f=frames, d=done: _DeviceClient(f, window, stop_at, per_device_rate, result, d),
+            lambda f=frames, d=done: _DeviceClient(f, window, stop_at, result, d, cycle),
             "127.0.0.1", port)
         transports.append(transport)
         waits.append(done)
@@ -190,11 +182,10 @@ async def _load(port: int, devices: int, seconds: float, window: int,
     return result
 
 
-def _load_process(port: int, devices: int, seconds: float, window: int,
-                  total_rate: float | None, first_fix: int,
+def _load_process(port: int, devices: int, seconds: float, window: int, cycle: bool,
                   queue: multiprocessing.Queue[LoadResult]) -> None:
     raise_fd_limit()
-    main = _load(port, devices, seconds, window, total_rate, first_fix)
+    main = _load(port, devices, seconds, window, cycle)
     try:
         import uvloop
 
@@ -205,15 +196,71 @@ def _load_process(port: int, devices: int, seconds: float, window: int,
 
 
 def run_load(port: int, devices: int, seconds: float, window: int,
-             total_rate: float | None = None, first_fix: int = 0) -> LoadResult:
+             cycle: bool = False) -> LoadResult:
     ctx = multiprocessing.get_context("spawn")
     queue: multiprocessing.Queue[LoadResult] = ctx.Queue()
     proc = ctx.Process(target=_load_process,
-                       args=(port, devices, seconds, window, total_rate, first_fix, queue))
+                       args=(port, devices, seconds, window, cycle, queue))
     proc.start()
     result = queue.get(timeout=seconds + 120)
     proc.join()
     return result
+
+
+def _fleet_process(port: int, devices: int, seconds: float, first_index: int,
+                   queue: multiprocessing.Queue[dict[str, float]]) -> None:
+    """A realistic paced load: `devices` simulated GL300s at one position per second each, with
+    SACK, as `trackersim fleet` runs them; reports the ack latency the devices saw."""
+    from simulators import FleetConfig, run_fleet
+
+    raise_fd_limit()
+    config = FleetConfig(protocol="gl300", port=port, devices=devices, rate_per_s=1.0,
+                         duration_s=seconds, sack=True, first_index=first_index)
+    try:
+        import uvloop
+
+        summary = uvloop.run(run_fleet(config))
+    except ImportError:
+        summary = asyncio.run(run_fleet(config))
+    queue.put({
+        "acked": summary.stats.frames_acked,
+        "expecting": summary.stats.frames_expecting_ack,
+        "rate": summary.steady_frames_per_s,
+        "p50": (summary.percentile(50) or float("nan")) * 1000,
+        "p99": (summary.percentile(99) or float("nan")) * 1000,
+    })
+
+
+def run_paced_fleet(port: int, devices: int, seconds: float,
+                    first_index: int = 0) -> dict[str, float]:
+    ctx = multiprocessing.get_context("spawn")
+    queue: multiprocessing.Queue[dict[str, float]] = ctx.Queue()
+    proc = ctx.Process(target=_fleet_process, args=(port, devices, seconds, first_index, queue))
+    proc.start()
+    result = queue.get(timeout=seconds + 300)
+    proc.join()
+    return result
+
+
+async def _bind_fleet(url: str, devices: int, first_index: int) -> None:
+    """Bind the simulated fleet's devices (already seen by the gateway) to owners."""
+    from gateway.store import queries
+    from gateway.store.database import Database
+    from simulators import imei_for
+
+    db = Database.create(url)
+    # SQLite has one writer: binding concurrently with the gateway's own writes only queues up.
+    limit = asyncio.Semaphore(1 if db.dialect == "sqlite" else 8)
+
+    async def bind(index: int) -> None:
+        async with limit:
+            imei = imei_for(first_index + index)
+            await queries.bind_device(db, imei, f"fleet{first_index + index}@example.com")
+
+    try:
+        await asyncio.gather(*(bind(i) for i in range(devices)))
+    finally:
+        await db.dispose()
 
 
 async def _open_idle(port: int, count: int, hold: float) -> None:
@@ -378,8 +425,14 @@ def bench_dialect(name: str, url: str, args: argparse.Namespace, workdir: Path) 
         committed = asyncio.run(_count_positions(url)) - before
         if committed < full.acked:
             raise SystemExit(f"{name}: {full.acked} acks but only {committed} positions stored")
-        paced = run_load(gateway.port, args.devices, args.seconds, args.window,
-                         total_rate=5000, first_fix=10_000_000)
+        # 5,000 positions/s as a real fleet sends them: 5,000 devices at one per second.
+        fleet_first = 500_000
+        run_paced_fleet(gateway.port, args.paced_devices, 3.0, fleet_first)  # registers them
+        asyncio.run(_bind_fleet(url, args.paced_devices, fleet_first))
+        paced = run_paced_fleet(gateway.port, args.paced_devices, args.seconds, fleet_first)
+        if paced["acked"] < paced["expecting"]:
+            print(f"warning: {name}: {paced['expecting'] - paced['acked']:.0f} frames of the "
+                  "paced fleet were not acknowledged", file=sys.stderr)
         base_rss = rss_kb(gateway.proc.pid)
         ctx = multiprocessing.get_context("spawn")
         hold = 5.0 + args.idle / 2000
@@ -397,9 +450,9 @@ def bench_dialect(name: str, url: str, args: argparse.Namespace, workdir: Path) 
         "rate": full.acked / full.seconds,
         "p50": percentile(full.latencies_ms, 50),
         "p99": percentile(full.latencies_ms, 99),
-        "paced_rate": paced.acked / paced.seconds,
-        "paced_p50": percentile(paced.latencies_ms, 50),
-        "paced_p99": percentile(paced.latencies_ms, 99),
+        "paced_rate": paced["rate"],
+        "paced_p50": paced["p50"],
+        "paced_p99": paced["p99"],
         "idle_kb": (peak_rss - base_rss) / args.idle if args.idle else float("nan"),
     }
 
@@ -411,6 +464,8 @@ def main() -> int:
     parser.add_argument("--window", type=int, default=64,
                         help="positions each device keeps in flight (unacknowledged)")
     parser.add_argument("--idle", type=int, default=10_000)
+    parser.add_argument("--paced-devices", type=int, default=5000,
+                        help="simulated devices at 1 position/s for the latency run")
     parser.add_argument("--dialects", default="sqlite,postgresql")
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/test",
                         help="PostgreSQL server where a scratch database is created")
@@ -425,7 +480,7 @@ def main() -> int:
     bare = ctx.Process(target=_bare_process, args=(port, ready), daemon=True)
     bare.start()
     ready.wait(30)
-    ceiling = run_load(port, args.devices, args.seconds, args.window)
+    ceiling = run_load(port, args.devices, args.seconds, args.window, cycle=True)
     bare.terminate()
     ceiling_rate = ceiling.acked / ceiling.seconds
     print(f"load: {args.devices} GL300 connections, {args.window} positions in flight each, "
