@@ -86,10 +86,73 @@ class AdminSettings(_Section):
 
 
 class MqttSettings(_Section):
+    #: Take device frames from an MQTT broker too (`<topic_prefix>/<imei>/up`).
     enabled: bool = False
+    #: `mqtt://HOST:PORT` or `mqtts://HOST:PORT` (TLS; port 8883 when omitted).
     url: str = "mqtt://127.0.0.1:1883"
     topic_prefix: str = "trackers"
+    #: Non-empty: MQTT 5 shared subscription `$share/<group>/...`, so that several gateway
+    #: instances split the device traffic, each message handled by one of them.
     shared_group: str = ""
+    #: Client id at the broker. Empty: `tracker-gateway-<random>` per process. Give each
+    #: instance a fixed id to find its broker session (and messages queued in it) after a restart.
+    client_id: str = ""
+    username: str = ""
+    password: str = ""
+    #: TLS (with mqtts://): CA bundle (empty: the system's), client certificate and key (empty:
+    #: none), and whether to skip the server name check (never in production).
+    tls_ca_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_insecure: bool = False
+    #: QoS of the device-topic subscription. With 1 (or 2) a message is acknowledged to the
+    #: broker only once its frames are committed; 0 lets the broker forget it at once.
+    qos: Literal[0, 1, 2] = 1
+    #: Seconds the broker keeps the gateway's session (and queues its messages) while it is away.
+    session_expiry_s: int = Field(3600, ge=0)
+    #: Messages the broker may have in flight to the gateway, waiting for their commit.
+    receive_maximum: int = Field(1000, ge=1, le=65535)
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    #: Reconnection back-off: first delay, doubled after each failure up to the maximum.
+    reconnect_initial_s: float = Field(0.5, gt=0)
+    reconnect_max_s: float = Field(30.0, gt=0)
+    #: Largest message accepted on a device topic (it may hold several frames).
+    max_payload_bytes: int = Field(65536, ge=64)
+    #: Publish bound devices' positions and alarms, and activation events, as JSON on
+    #: `<events_prefix>/<imei>/events` (for integrators).
+    publish_events: bool = False
+    events_prefix: str = "gateway/devices"
+    events_qos: Literal[0, 1] = 1
+
+    @field_validator("url")
+    @classmethod
+    def _mqtt_url(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        try:
+            parts.port  # noqa: B018 (validates the port)
+        except ValueError as exc:
+            raise ValueError(f"bad port in the MQTT URL ({exc})") from None
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError("use mqtt://HOST:PORT or mqtts://HOST:PORT")
+        return value
+
+    @field_validator("topic_prefix", "events_prefix")
+    @classmethod
+    def _topic_prefix(cls, value: str) -> str:
+        if (not value or value.startswith(("/", "$")) or value.endswith("/")
+                or any(c in value for c in "+#\0")):
+            raise ValueError("a topic without wildcards (+ #), not starting with / or $, "
+                             "not ending with /")
+        return value
+
+    @field_validator("shared_group")
+    @classmethod
+    def _share_name(cls, value: str) -> str:
+        if any(c in value for c in "/+#"):
+            raise ValueError("a share name without / + #")
+        return value
 
 
 class NotifySettings(_Section):

@@ -15,6 +15,7 @@ from gateway.activation import ActivationService
 from gateway.activation.codes import load_server_key
 from gateway.config import Settings
 from gateway.metrics import Metrics
+from gateway.mqtt import MqttTransport
 from gateway.notify import build_notifier
 from gateway.store.database import Database
 from gateway.store.ingest import IngestItem, trim_frame_rings
@@ -58,6 +59,7 @@ class Gateway:
         self.db: Database | None = None
         self.writer: GroupCommitWriter | None = None
         self.tcp: TcpServer | None = None
+        self.mqtt: MqttTransport | None = None
         self._web: _EmbeddedUvicorn | None = None
         self._web_task: asyncio.Task[None] | None = None
         self.http_port: int | None = None
@@ -96,6 +98,12 @@ class Gateway:
         self.activation = self._start_activation(self.db)
         self.tcp = TcpServer(settings.tcp, self.metrics, self._submit, self.on_stored)
         await self.tcp.start()
+        if settings.mqtt.enabled:
+            # Never fails because of the broker: it connects (and reconnects) in the background.
+            self.mqtt = MqttTransport(
+                settings.mqtt, settings.tcp, self.metrics, self._submit, self.on_stored, self.db,
+                drain_timeout_s=settings.database.shutdown_timeout_s)
+            await self.mqtt.start()
         app = create_app(self)
         config = uvicorn.Config(
             app, host=settings.http.host, port=settings.http.port, log_config=None,
@@ -133,8 +141,11 @@ class Gateway:
     def on_stored(self, item: IngestItem) -> None:
         """A transport's item was committed: a stored SOS is the device signal of a claim.
 
-        Transport-neutral: TCP calls it now, MQTT will call it the same way.
+        Transport-neutral: TCP and MQTT call it the same way. Bound devices' positions and
+        alarms are also published as MQTT events from here (when `mqtt.publish_events`).
         """
+        if self.mqtt is not None:
+            self.mqtt.device_stored(item)
         if self.activation is None:
             return
         if any(isinstance(event, Alarm) and event.alarm is AlarmType.SOS
@@ -166,6 +177,8 @@ class Gateway:
         log.info("gateway stopping")
         if self.tcp is not None:
             await self.tcp.stop()
+        if self.mqtt is not None:
+            await self.mqtt.stop()
         if self.writer is not None:
             await self.writer.close(drain=True, timeout=self.settings.database.shutdown_timeout_s)
         if self._signal_tasks:

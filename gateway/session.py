@@ -36,6 +36,20 @@ class TokenBucket:
         return False
 
 
+def claimed_id_matches(claimed: str, device_id: str) -> bool:
+    """Whether frames naming `device_id` may come from the device the transport vouches for.
+
+    Equal ids match. The one exception is the tk103 fixed layout, whose frames carry a
+    12-character id made of the last 12 digits of the IMEI: `device_id` of 12 characters
+    matches a claimed 15-digit IMEI that ends with it. Nothing else matches (a device cannot
+    speak for another).
+    """
+    if device_id == claimed:
+        return True
+    return (len(device_id) == 12 and len(claimed) == 15 and claimed.isdigit()
+            and claimed.endswith(device_id))
+
+
 @dataclass(slots=True)
 class FrameOutcome:
     """What to do with one frame."""
@@ -60,6 +74,9 @@ class DeviceSession:
     remote_addr: str
     rate: TokenBucket
     device_id: str | None = None
+    #: The device the transport vouches for (the IMEI of an MQTT topic): a frame of any other
+    #: device is refused (see `claimed_id_matches`). None on TCP, where the first frame decides.
+    claimed_id: str | None = None
     frames: int = 0
     started: float = field(default_factory=time.monotonic)
 
@@ -69,6 +86,11 @@ class DeviceSession:
         when = received_at or datetime.now(UTC)
         decoded = self.codec.decode(frame, self.options)
         device_id = decoded.device_id
+        if (device_id is not None and self.claimed_id is not None
+                and not claimed_id_matches(self.claimed_id, device_id)):
+            return FrameOutcome(
+                None, (), f"frame for device {device_id} on the topic of device {self.claimed_id}",
+                "topic_mismatch")
         if device_id is not None:
             if self.device_id is None:
                 self.device_id = device_id

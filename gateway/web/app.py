@@ -34,8 +34,12 @@ def create_app(gateway: Gateway) -> FastAPI:
             "store_pending": writer.pending if writer is not None else 0,
             "connections": gateway.tcp.connection_count if gateway.tcp is not None else 0,
             "tcp_ports": gateway.tcp.ports if gateway.tcp is not None else {},
-            "mqtt": "disabled" if not gateway.settings.mqtt.enabled else "unknown",
+            # "disabled", or the broker connection: "connecting", "up", "down" (TCP and the
+            # web app work whatever it is; MQTT reconnects by itself).
+            "mqtt": gateway.mqtt.state if gateway.mqtt is not None else "disabled",
         }
+        if gateway.mqtt is not None and gateway.mqtt.last_error:
+            body["mqtt_error"] = gateway.mqtt.last_error
         return JSONResponse(body, status_code=200 if db_up else 503)
 
     @app.get("/metrics", tags=["operations"])

@@ -1,0 +1,190 @@
+"""Positions committed per second through MQTT, next to a bare aiomqtt subscriber's receive rate.
+
+    python bench/mqtt.py [--broker 127.0.0.1:1883] [--devices 100] [--messages 20000]
+                         [--dialect sqlite|postgresql] [--pg postgresql://postgres@127.0.0.1/test]
+
+One run, one broker, one stream: a publisher process sends --messages GL300 position frames
+(QoS 1, one frame per message, round-robin over --devices bound devices) as fast as it can.
+
+1. A bare aiomqtt subscriber (MQTT 5, QoS 1, automatic acks, does nothing with a message)
+   receives the stream: messages per second from its first to its last message.
+2. The real gateway (in this process, MQTT enabled, broker acks only after commit) receives the
+   same stream: positions committed per second from the first message to the last commit.
+
+Target: the gateway at least 80% of the bare subscriber's rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import aiomqtt
+
+from protocols import Fix, get_codec
+from protocols.imei import complete_imei
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def imeis(count: int) -> list[str]:
+    return [complete_imei(f"86{n:012d}") for n in range(count)]
+
+
+def frames(devices: int, messages: int) -> list[tuple[str, bytes]]:
+    encoders = [get_codec("gl300").device(imei) for imei in imeis(devices)]
+    out = []
+    for i in range(messages):
+        encoder = encoders[i % devices]
+        fix = Fix(fix_time=T0 + timedelta(seconds=i // devices), lat=10 + (i % 1000) * 1e-4,
+                  lon=20.0, speed_kmh=30.0)
+        out.append((encoder.imei, encoder.position(fix)))
+    return out
+
+
+async def _publish(host: str, port: int, topic_prefix: str, stream: list[tuple[str, bytes]],
+                   first: list[bytes]) -> None:
+    async with aiomqtt.Client(host, port, protocol=aiomqtt.ProtocolVersion.V5,
+                              max_inflight_messages=1000) as client:
+        client.pending_calls_threshold = 10_000
+        for payload in first:  # one heartbeat per device before the stream (registration)
+            imei = payload.split(b",")[2].decode()
+            await client.publish(f"{topic_prefix}/{imei}/up", payload, qos=1)
+        pending: set[asyncio.Task[None]] = set()
+        for imei, payload in stream:
+            task = asyncio.create_task(
+                client.publish(f"{topic_prefix}/{imei}/up", payload, qos=1))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            if len(pending) >= 500:
+                await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        if pending:
+            await asyncio.wait(pending)
+
+
+def publisher(host: str, port: int, topic_prefix: str, devices: int, messages: int,
+              heartbeats: bool) -> None:
+    stream = frames(devices, messages)
+    first = [get_codec("gl300").device(imei).heartbeat() for imei in imeis(devices)] \
+        if heartbeats else []
+    asyncio.run(_publish(host, port, topic_prefix, stream, first))
+
+
+def start_publisher(args: argparse.Namespace, topic_prefix: str, heartbeats: bool
+                    ) -> multiprocessing.Process:
+    host, port = args.broker.split(":")
+    process = multiprocessing.get_context("spawn").Process(
+        target=publisher, args=(host, int(port), topic_prefix, args.devices, args.messages,
+                                heartbeats))
+    process.start()
+    return process
+
+
+async def bare(args: argparse.Namespace) -> float:
+    host, port = args.broker.split(":")
+    topic_prefix = f"bench-{uuid.uuid4().hex[:8]}/trackers"
+    async with aiomqtt.Client(host, int(port), protocol=aiomqtt.ProtocolVersion.V5) as client:
+        await client.subscribe(f"{topic_prefix}/+/up/#", qos=1)
+        process = start_publisher(args, topic_prefix, heartbeats=False)
+        received = 0
+        started = 0.0
+        async for _message in client.messages:
+            if received == 0:
+                started = time.perf_counter()
+            received += 1
+            if received == args.messages:
+                break
+        elapsed = time.perf_counter() - started
+    process.join()
+    return (args.messages - 1) / elapsed
+
+
+async def gateway_rate(args: argparse.Namespace, url: str) -> float:
+    from gateway.config import Settings
+    from gateway.server import Gateway
+    from gateway.store import queries
+
+    topic_prefix = f"bench-{uuid.uuid4().hex[:8]}/trackers"
+    settings = Settings(
+        database={"url": url},
+        tcp={"gps103_port": 0, "tk103_port": 0, "gl300_port": 0},
+        http={"port": 0},
+        mqtt={"enabled": True, "url": f"mqtt://{args.broker}", "topic_prefix": topic_prefix},
+        activation={"server_key": "bench-server-key-0123456789abcdef"},
+        log={"level": "WARNING"},
+    )
+    gateway = Gateway(settings)
+    await gateway.start()
+    try:
+        assert gateway.mqtt is not None and gateway.writer is not None and gateway.db is not None
+        while gateway.mqtt.state != "up":
+            await asyncio.sleep(0.01)
+        # Registration: one heartbeat per device, then every device is bound.
+        process = start_publisher(args, topic_prefix, heartbeats=True)
+        for imei in imeis(args.devices):
+            while True:
+                try:
+                    await queries.bind_device(gateway.db, imei, f"{imei}@example.com")
+                    break
+                except queries.DeviceNotFound:
+                    await asyncio.sleep(0.01)
+        accepted = gateway.mqtt.messages.labels("accepted")
+        # Each message is one frame, so one committed item: heartbeats, then the positions.
+        target = args.devices + args.messages
+        while accepted._value.get() <= args.devices:  # the first position message arrived
+            await asyncio.sleep(0.0002)
+        started = time.perf_counter()
+        last, last_change = gateway.writer.stats.committed, time.perf_counter()
+        while gateway.writer.stats.committed < target:
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            if gateway.writer.stats.committed != last:
+                last, last_change = gateway.writer.stats.committed, now
+            elif now - last_change > 3:
+                # The broker drops QoS 1 messages beyond its per-client queue
+                # (mosquitto max_queued_messages): say so rather than wait forever.
+                print(f"stalled: {last - args.devices} of {args.messages} positions committed "
+                      "(the rest was dropped by the broker's per-client queue limit)")
+                break
+        elapsed = last_change - started
+        process.join()
+        return (last - args.devices) / elapsed
+    finally:
+        await gateway.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--broker", default="127.0.0.1:1883")
+    parser.add_argument("--devices", type=int, default=100)
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--dialect", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--pg", default="postgresql+asyncpg://postgres@127.0.0.1:5432/test",
+                        help="a migrated database (gateway db upgrade); its tables get rows")
+    args = parser.parse_args()
+    bare_rate = asyncio.run(bare(args))
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.dialect == "sqlite":
+            url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
+        else:
+            url = args.pg
+        gw_rate = asyncio.run(gateway_rate(args, url))
+    print(f"messages: {args.messages} over {args.devices} devices, QoS 1, broker {args.broker}")
+    print(f"bare aiomqtt subscriber:       {bare_rate:10.0f} messages/s received")
+    print(f"gateway ({args.dialect:10s}):       {gw_rate:10.0f} positions/s committed")
+    ratio = gw_rate / bare_rate
+    print(f"ratio: {ratio:.0%} (target >= 80%) {'OK' if ratio >= 0.8 else 'BELOW TARGET'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
