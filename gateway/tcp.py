@@ -209,8 +209,9 @@ class _Connection:
                 "frames": self.session.frames if self.session else 0})
 
     async def _read(self) -> bytes:
-        return await asyncio.wait_for(
-            self.reader.read(READ_CHUNK), timeout=self.server.settings.idle_timeout_s)
+        # asyncio.timeout re-arms one timer; wait_for would wrap every read in a new task.
+        async with asyncio.timeout(self.server.settings.idle_timeout_s):
+            return await self.reader.read(READ_CHUNK)
 
     async def _detect(self) -> tuple[str, bytes] | str:
         """On the auto port: read until the first bytes tell the protocol."""
