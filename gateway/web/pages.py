@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -186,15 +187,8 @@ async def claim_verify(
     challenge_id: str, request: Request, activation: Service, owner: MaybeOwner,
     code: Annotated[str, Form()] = "",
 ) -> Response:
-    await _check_csrf(request, activation)
-    token = _flow_token(request, challenge_id) or ""
-    try:
-        signed = await activation.verify_claim(challenge_id, token, code.strip(),
-                                               client_addr(request))
-    except Failure:
-        return await _flow_page(request, activation, owner, challenge_id, "claim",
-                                GENERIC_FAILURE, 400)
-    return _signed_in(request, signed, f"/devices/{signed.imei}?claimed=1")
+    return await _verify(request, activation, owner, challenge_id, "claim", code,
+                         activation.verify_claim, "/devices/{imei}?claimed=1")
 
 
 @router.post("/claim/{challenge_id}/resend", response_class=HTMLResponse)
@@ -263,15 +257,25 @@ async def signin_verify(
     challenge_id: str, request: Request, activation: Service, owner: MaybeOwner,
     code: Annotated[str, Form()] = "",
 ) -> Response:
+    return await _verify(request, activation, owner, challenge_id, "signin", code,
+                         activation.verify_sign_in, "/devices")
+
+
+async def _verify(
+    request: Request, activation: ActivationService, owner: OwnerInfo | None,
+    challenge_id: str, kind: str, code: str,
+    verify: Callable[[str, str, str, str | None], Awaitable[SignedIn]], next_url: str,
+) -> Response:
+    """Check a code typed into a claim or sign-in page; sign in and go to `next_url`
+    (`{imei}` is filled in), or show the page again with the generic failure."""
     await _check_csrf(request, activation)
     token = _flow_token(request, challenge_id) or ""
     try:
-        signed = await activation.verify_sign_in(challenge_id, token, code.strip(),
-                                                 client_addr(request))
+        signed = await verify(challenge_id, token, code.strip(), client_addr(request))
     except Failure:
-        return await _flow_page(request, activation, owner, challenge_id, "signin",
+        return await _flow_page(request, activation, owner, challenge_id, kind,
                                 GENERIC_FAILURE, 400)
-    return _signed_in(request, signed, "/devices")
+    return _signed_in(request, signed, next_url.format(imei=signed.imei))
 
 
 @router.post("/signin/{challenge_id}/resend", response_class=HTMLResponse)
