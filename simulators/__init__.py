@@ -2,7 +2,7 @@
 
 * `SimDevice` (simulators.device): one device's behaviour, a state machine without I/O.
 * `TcpLink` (simulators.links), `SerialLink` / `NmeaInput` / `NmeaOutput`
-  (simulators.serial_link): transports.
+  (simulators.serial_link), `MqttLink` (simulators.mqtt_link): transports.
 * `run_fleet` (simulators.fleet): thousands of devices in one process, with a summary.
 * `run_check` (simulators.check): the installer's pass/fail check of a gateway port.
 * `Route` (simulators.routes): NMEA logs, GPX files, generated street-grid drives.
@@ -12,6 +12,7 @@ from simulators.device import DeviceConfig, DeviceStats, Kind, SimDevice, State
 from simulators.fleet import FleetConfig, FleetSummary, run_fleet
 from simulators.identity import imei_for, random_imei
 from simulators.links import Backoff, TcpLink
+from simulators.mqtt_link import MqttLink
 from simulators.routes import LiveSource, Route, RouteSource, load_route
 from simulators.scheduler import Scheduler
 
@@ -23,6 +24,7 @@ __all__ = [
     "FleetSummary",
     "Kind",
     "LiveSource",
+    "MqttLink",
     "Route",
     "RouteSource",
     "Scheduler",

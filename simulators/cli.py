@@ -1,6 +1,7 @@
 """`trackersim` (also `python -m simulators`): simulated trackers for tests, benchmarks, installers.
 
     trackersim device --protocol gl300 --host 127.0.0.1 --port 5004 --sos-after 30s
+    trackersim device --protocol gl300 --transport mqtt --mqtt-url mqtt://127.0.0.1:1883
     trackersim fleet  --protocol gl300 --devices 5000 --rate 1/s --duration 60s
     trackersim check  --host gateway.example --port 5004
     trackersim serial --port /dev/ttyUSB0 --mode out --route berlin-grid.gpx
@@ -24,6 +25,7 @@ from simulators.device import DeviceConfig, DeviceStats, SimDevice
 from simulators.fleet import FleetConfig, FleetProgress, run_fleet
 from simulators.identity import check_imei, random_imei
 from simulators.links import DeviceLink, TcpLink
+from simulators.mqtt_link import MqttLink, parse_mqtt_url
 from simulators.routes import FixSource, LiveSource, Route, RouteError, RouteSource, load_route
 from simulators.scheduler import Scheduler
 from simulators.units import parse_duration, parse_rate
@@ -141,6 +143,13 @@ async def cmd_device(args: argparse.Namespace) -> int:
 
         link = SerialLink(device, args.serial, scheduler, baud=args.baud)
         where = f"serial {args.serial}"
+    elif args.transport == "mqtt":
+        try:
+            parse_mqtt_url(args.mqtt_url)
+        except ValueError as exc:
+            raise RuntimeError(str(exc)) from None
+        link = MqttLink(device, scheduler, url=args.mqtt_url, topic_prefix=args.topic_prefix)
+        where = f"{args.mqtt_url} ({link.up_topic} / {link.down_topic})"
     else:
         link = TcpLink(device, args.host, port, scheduler)
         where = f"{args.host}:{port}"
@@ -172,6 +181,9 @@ async def cmd_device(args: argparse.Namespace) -> int:
         device.quiesce()
         if isinstance(link, TcpLink):
             await link.finish(timeout=min(5.0, args.ack_timeout))
+        elif isinstance(link, MqttLink):
+            await link.finish(timeout=min(5.0, args.ack_timeout))
+            await link.wait_closed()
         else:
             link.stop()
         if nmea is not None:
@@ -343,6 +355,15 @@ def build_parser() -> argparse.ArgumentParser:
     device.add_argument("--serial", metavar="SERIAL", help="send the protocol over this serial "
                         "port instead of TCP")
     device.add_argument("--baud", type=int, default=9600)
+    device.add_argument("--transport", choices=("tcp", "mqtt"), default="tcp",
+                        help="tcp: to --host/--port; mqtt: through the broker at --mqtt-url "
+                        "(default tcp)")
+    device.add_argument("--mqtt-url", default="mqtt://127.0.0.1:1883",
+                        help="broker for --transport mqtt: mqtt[s]://[user:pass@]host[:port] "
+                        "(default mqtt://127.0.0.1:1883)")
+    device.add_argument("--topic-prefix", default="trackers",
+                        help="publish on <prefix>/<imei>/up, receive on <prefix>/<imei>/down "
+                        "(default trackers)")
     device.add_argument("--sos-after", type=_duration, help="press SOS after this long")
     device.add_argument("--alarm", type=_alarm, help="raise this alarm (e.g. overspeed)")
     device.add_argument("--alarm-after", type=_duration, default=10.0)
