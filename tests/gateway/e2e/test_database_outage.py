@@ -39,6 +39,21 @@ def sqlite_write_lock(url: str) -> Iterator[None]:
 
 
 @asynccontextmanager
+async def database_away(store_url: str, proxy: TcpProxy | None) -> AsyncIterator[None]:
+    """The database is unreachable inside the block: SQLite write-locked by another connection,
+    PostgreSQL cut off at the proxy in front of it."""
+    if proxy is None:
+        with sqlite_write_lock(store_url):
+            yield
+        return
+    await proxy.cut()
+    try:
+        yield
+    finally:
+        await proxy.restore()
+
+
+@asynccontextmanager
 async def outage_capable_gateway(
     store_url: str, start_gateway: StartGateway
 ) -> AsyncIterator[tuple[Gateway, TcpProxy | None]]:
@@ -70,21 +85,7 @@ async def test_outage_withholds_acks_then_recovers(
         fixes = [Fix(fix_time=datetime(2026, 3, 1, 0, 0, s, tzinfo=UTC), lat=1.0 + s,
                      lon=2.0) for s in range(5)]
 
-        @contextmanager
-        def sqlite_locked() -> Iterator[None]:
-            with sqlite_write_lock(store_url):
-                yield
-
-        async def go_down() -> None:
-            if proxy is not None:
-                await proxy.cut()
-
-        async def come_back() -> None:
-            if proxy is not None:
-                await proxy.restore()
-
-        with sqlite_locked() if proxy is None else contextmanager(lambda: iter([None]))():
-            await go_down()
+        async with database_away(store_url, proxy):
             # Data frames arrive while the database is away: no ack may go out.
             await tk_link.send(tk.login())
             await link.send(device.report(fixes))
@@ -99,7 +100,6 @@ async def test_outage_withholds_acks_then_recovers(
                 metrics = (await client.get("/metrics")).text
             assert "gateway_acks_pending 1.0" in metrics
             assert gateway.writer is not None and gateway.writer.pending >= 2
-            await come_back()
         # The database is back: the withheld acks go out, in order, and the data is stored.
         await tk_link.expect(f"({IMEI[-12:]}AP05)".encode(), timeout=30)
         await link.expect_prefix(b"+SACK:GTHBD,", timeout=30)
