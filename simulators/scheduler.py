@@ -61,8 +61,12 @@ class Scheduler:
             self.fired += 1
             # Within `resolution` of its deadline a target counts as due.
             target.fire(when if when > now else now, when)
-        if heap and self._handle is None:
-            self._arm(max(heap[0][0], now + self.resolution / 2) if budget == 0 else heap[0][0])
+        if heap:
+            # Targets fired above may have armed the timer for their own next deadline, which
+            # can be later than an entry that was already waiting: the earliest entry decides.
+            first = max(heap[0][0], now + self.resolution / 2) if budget == 0 else heap[0][0]
+            if self._handle is None or first < self._armed_at:
+                self._arm(first)
 
     def close(self) -> None:
         if self._handle is not None:
