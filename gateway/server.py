@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import socket
@@ -96,7 +97,7 @@ class Gateway:
         self.writer.start()
         await self._trim_frame_rings()
         self.activation = self._start_activation(self.db)
-        self.tcp = TcpServer(settings.tcp, self.metrics, self._submit, self.on_stored)
+        self.tcp = TcpServer(settings.tcp, self.metrics, self.writer, self.on_stored)
         await self.tcp.start()
         if settings.mqtt.enabled:
             # Never fails because of the broker: it connects (and reconnects) in the background.
@@ -193,6 +194,27 @@ class Gateway:
         log.info("gateway stopped")
 
 
+#: Allocations (net) between young collections; CPython's default is 700.
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def tune_garbage_collector() -> None:
+    """Keep CPython's cycle collector from stalling the loop under load.
+
+    With the defaults, frames waiting for their commit survive young collections by the
+    thousand, so full collections run every second or two and scan every object of the
+    process (SQLAlchemy, FastAPI, the connections): measured at 5,000 devices sending 1/s,
+    each took 100-500 ms and together a quarter of the CPU, while finding nothing to free
+    (what the gateway drops is freed by reference counting). Objects that live as long as the
+    process are moved out of the collector's sight once started (`gc.freeze`), and young
+    collections run every 50,000 net allocations instead of 700, so short-lived objects are
+    gone before they are scanned. Cycles are still collected, just less often.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
+
+
 async def run(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then shut down cleanly."""
     gateway = Gateway(settings)
@@ -202,6 +224,7 @@ async def run(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         await gateway.start()
+        tune_garbage_collector()
         await stop.wait()
     finally:
         await gateway.stop()

@@ -1,14 +1,16 @@
 """Group commit: many connections' frames, one transaction, and acks only after COMMIT.
 
-Each connection calls `await writer.submit(item)` and sends the device its acknowledgement only
-when that returns: the item is then committed. One background task collects the submissions of
-all connections into batches (up to `max_batch` items, or `max_delay_ms` after the first one)
-and writes each with `write_batch`, so the cost of a commit (an fsync) is shared by the batch.
+Each connection calls `await writer.submit(item)` (or `submit_nowait(item, done)`, which calls
+`done` instead of returning) and sends the device its acknowledgement only when told the item is
+committed. One background task collects the submissions of all connections into batches (up
+to `max_batch` items, or `max_delay_ms` after the first one) and writes each with `write_batch`,
+so the cost of a commit (an fsync) is shared by the batch.
 
 When the database is away (refused, restarted, locked), nobody's submit fails: the batch is kept
 and retried with capped exponential backoff, and completes when the database is back. Acks are
 only withheld meanwhile, and the devices keep their data. `max_pending` bounds what waits in
-memory: beyond it, submit() waits (backpressure, which pauses reading from devices).
+memory: beyond it, submit() waits and `saturated` tells callers of submit_nowait() to pause
+reading from devices (backpressure).
 
 A poison item (a data error that no retry will fix) is isolated by splitting the batch until it
 stands alone; only its own submit() fails (with `ItemRejected`), and everything else commits.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import deque
@@ -53,11 +56,25 @@ class WriterStats:
     largest_batch: int = 0
 
 
+#: Told once whether an item was committed: None when it was, else the error.
+Done = Callable[[BaseException | None], None]
+
+
 @dataclass(slots=True)
 class _Job:
     item: IngestItem
-    future: asyncio.Future[None]
+    done: Done
     finished: bool = False
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    # A cancelled submitter (connection closed) left a cancelled future: nothing to tell.
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
 
 
 #: Called after each commit with (items in the batch, seconds spent writing and committing).
@@ -105,6 +122,7 @@ class GroupCommitWriter:
         # Backpressure: set while fewer than max_pending items are pending.
         self._space = asyncio.Event()
         self._space.set()
+        self._room_waiters: list[Callable[[], None]] = []
         self._wakeup = asyncio.Event()
         self._full = asyncio.Event()
         self._idle = asyncio.Event()
@@ -145,32 +163,57 @@ class GroupCommitWriter:
             await self._space.wait()
         # If the submitter is cancelled (its connection closed), the item is still written:
         # the future is just cancelled, and the writer skips setting it.
-        await self._enqueue(item)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._enqueue(item, functools.partial(_settle, future))
+        await future
 
     def submit_future(self, item: IngestItem) -> asyncio.Future[None]:
         """`submit` as a future, for callers that queue acks without awaiting each one.
 
-        Futures are queued in call order. Below `max_pending` no task is created (the hot path
-        of the gateway: one call per frame); at the bound, a task waits for room.
+        Futures are queued in call order. Below `max_pending` no task is created; at the
+        bound, a task waits for room.
         """
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self._closing:
-            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             future.set_exception(WriterClosed("the store writer is closed"))
             return future
         if self._pending < self.max_pending:
-            return self._enqueue(item)
+            self._enqueue(item, functools.partial(_settle, future))
+            return future
         return asyncio.ensure_future(self.submit(item))
 
-    def _enqueue(self, item: IngestItem) -> asyncio.Future[None]:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def submit_nowait(self, item: IngestItem, done: Done) -> None:
+        """Queue `item` and call `done(None)` once it is committed (`done(error)` if it never
+        will be). The hot path of the TCP transport: no future, no task per frame.
+
+        Never waits: a caller that can pause its input checks `saturated` after submitting and
+        resumes on `call_when_room`, which keeps what is pending near `max_pending`.
+        """
+        if self._closing:
+            done(WriterClosed("the store writer is closed"))
+            return
+        self._enqueue(item, done)
+
+    @property
+    def saturated(self) -> bool:
+        """True while `max_pending` items (or more) are pending: callers should pause input."""
+        return self._pending >= self.max_pending
+
+    def call_when_room(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (soon, from the loop) once fewer than `max_pending` items pend."""
+        if self._pending < self.max_pending:
+            asyncio.get_running_loop().call_soon(callback)
+        else:
+            self._room_waiters.append(callback)
+
+    def _enqueue(self, item: IngestItem, done: Done) -> None:
         self._pending += 1
         self._idle.clear()
         self.stats.submitted += 1
-        self._queue.append(_Job(item, future))
+        self._queue.append(_Job(item, done))
         self._wakeup.set()
         if len(self._queue) >= self.max_batch:
             self._full.set()
-        return future
 
     async def close(self, drain: bool = True, timeout: float | None = None) -> None:
         """Stop taking items; with `drain`, first store everything already submitted.
@@ -306,14 +349,17 @@ class GroupCommitWriter:
         if job.finished:
             return
         job.finished = True
-        # A cancelled submitter (connection closed) left a cancelled future: nothing to tell.
-        if not job.future.done():
-            if error is None:
-                job.future.set_result(None)
-            else:
-                job.future.set_exception(error)
+        try:
+            job.done(error)
+        except Exception:  # a transport's bug must not stop the other items' acks
+            log.exception("store writer: completion callback failed")
         self._pending -= 1
         if self._pending < self.max_pending:
             self._space.set()
+            if self._room_waiters:
+                waiters, self._room_waiters = self._room_waiters, []
+                loop = asyncio.get_running_loop()
+                for callback in waiters:
+                    loop.call_soon(callback)
         if self._pending == 0:
             self._idle.set()

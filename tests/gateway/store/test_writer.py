@@ -207,6 +207,41 @@ async def test_backpressure_bounds_pending_items(db: Database, outage: Outage) -
     assert await count_positions(db, device) == 10
 
 
+async def test_submit_nowait_reports_commits_and_saturation(
+    db: Database, outage: Outage
+) -> None:
+    """The callback form used by TCP connections: `done(None)` after the commit, `saturated`
+    once max_pending items pend, and `call_when_room` when they drop below it again."""
+    device = imei(1)
+    await bound(db, device)
+    away = Database.create(outage.url, sqlite_busy_timeout_ms=50, connect_timeout_s=2)
+    writer = fast_writer(away, max_pending=3)
+    writer.start()
+    outcomes: list[tuple[int, BaseException | None]] = []
+    room: list[bool] = []
+    try:
+        await _call(outage.cut)
+        for s in range(4):  # never waits: one beyond the bound is queued all the same
+            writer.submit_nowait(fix_item(device, s), lambda e, s=s: outcomes.append((s, e)))
+        assert writer.saturated and writer.pending == 4
+        writer.call_when_room(lambda: room.append(writer.saturated))
+        await eventually(lambda: writer.stats.failures >= 2, "retries during the outage")
+        assert outcomes == [] and room == []  # nothing acknowledged, still no room
+        await _call(outage.restore)
+        await eventually(lambda: len(outcomes) == 4, "every item settled")
+        await eventually(lambda: bool(room), "told there is room")
+        assert sorted(outcomes, key=lambda o: o[0]) == [(s, None) for s in range(4)]
+        assert room == [False] and not writer.saturated
+    finally:
+        await writer.close(drain=False)
+        await away.dispose()
+    assert await count_positions(db, device) == 4
+    # Closed: the callback is told at once, nothing is queued.
+    errors: list[BaseException | None] = []
+    writer.submit_nowait(fix_item(device, 9), errors.append)
+    assert len(errors) == 1 and isinstance(errors[0], WriterClosed)
+
+
 async def test_close_drains_everything_submitted(db: Database) -> None:
     devices = [imei(n) for n in range(10)]
     await bound(db, *devices)
