@@ -36,6 +36,9 @@ class DatabaseSettings(_Section):
     batch_delay_ms: float = Field(5.0, ge=0, le=1000)
     #: Items received but not yet committed; beyond this, reading from devices pauses.
     queue_max: int = Field(50_000, ge=1)
+    #: Batches written at the same time on PostgreSQL, each on its own connection (a slow
+    #: commit then holds up only its own items). SQLite has a single writer: always 1 there.
+    batch_concurrency: int = Field(2, ge=1, le=16)
     #: Raw frames kept per device for installer diagnostics.
     frames_per_device: int = Field(20, ge=0, le=1000)
     #: On SIGTERM, how long to keep trying to store what was received (the database may be

@@ -58,6 +58,7 @@ class Gateway:
         self.settings = settings
         self.metrics = Metrics()
         self.db: Database | None = None
+        self._writer_db: Database | None = None
         self.writer: GroupCommitWriter | None = None
         self.tcp: TcpServer | None = None
         self.mqtt: MqttTransport | None = None
@@ -85,11 +86,20 @@ class Gateway:
             log.warning("database write failed; acks are withheld until it recovers",
                         extra={"error": str(error)})
 
+        if self.db.dialect == "postgresql":
+            # The writer's own connections: no test round trip per batch (a broken connection
+            # fails the batch, which is retried on a new one).
+            concurrency = settings.database.batch_concurrency
+            self._writer_db = Database.create(
+                settings.database.url, pool_size=concurrency, max_overflow=0, pre_ping=False)
+        else:
+            self._writer_db = self.db
         self.writer = GroupCommitWriter(
-            self.db,
+            self._writer_db,
             max_batch=settings.database.batch_max,
             max_delay_ms=settings.database.batch_delay_ms,
             max_pending=settings.database.queue_max,
+            concurrency=settings.database.batch_concurrency,
             frames_per_device=settings.database.frames_per_device,
             on_commit=on_commit,
             on_failure=on_failure,
@@ -189,6 +199,8 @@ class Gateway:
         if self._web is not None and self._web_task is not None and not self._web_task.done():
             self._web.should_exit = True
             await self._web_task
+        if self._writer_db is not None and self._writer_db is not self.db:
+            await self._writer_db.dispose()
         if self.db is not None:
             await self.db.dispose()
         log.info("gateway stopped")

@@ -94,11 +94,14 @@ class Database:
         max_overflow: int = 10,
         connect_timeout_s: float = 10.0,
         command_timeout_s: float = 60.0,
+        pre_ping: bool = True,
         echo: bool = False,
     ) -> Database:
         """A handle on `url` without touching the database (no connection, no migration).
 
         The SQLite file's parent folder is created so that the first run works out of the box.
+        `pre_ping` tests each PostgreSQL connection taken from the pool with a round trip; a
+        user that retries failed transactions anyway (the group-commit writer) can skip it.
         """
         parsed = normalize_url(url)
         kwargs: dict[str, Any] = {"echo": echo}
@@ -106,7 +109,7 @@ class Database:
             kwargs.update(
                 pool_size=pool_size,
                 max_overflow=max_overflow,
-                pool_pre_ping=True,
+                pool_pre_ping=pre_ping,
                 # A connection is recycled before server-side idle timeouts or NAT drop it.
                 pool_recycle=1800,
                 connect_args={"timeout": connect_timeout_s, "command_timeout": command_timeout_s},

@@ -1,11 +1,12 @@
 """The write path: what the transports received, stored in one transaction per batch.
 
-`write_batch` merges the items of a batch per device in Python, then issues one bulk Core
-statement per table (executemany, rendered by SQLAlchemy as multi-row VALUES): no ORM object and
-no round trip per row, so a batch of a thousand frames costs four statements and one commit.
-On PostgreSQL the big inserts go further: each column is sent as one array and the rows are
-made server-side by `unnest` (`INSERT ... SELECT * FROM unnest($1::bigint[], ...)`), so a
-statement has a dozen parameters instead of 13,000 and asyncpg encodes them in C.
+`write_batch` merges the items of a batch per device in Python, then issues one bulk statement
+per table: no ORM object and no round trip per row, so a batch of a thousand frames costs four
+or five statements and one commit. The statements are built with SQLAlchemy Core, compiled once,
+and run with plain values (`exec_driver_sql`): executemany on SQLite; on PostgreSQL each column
+is sent as one array and the rows are made server-side by `unnest`
+(`INSERT ... SELECT * FROM unnest($1::bigint[], ...)`), so a statement has a dozen parameters
+instead of 13,000 and asyncpg encodes them in C.
 
 Every statement is idempotent, so that re-running a batch whose commit outcome was unknown (the
 connection died during COMMIT) stores nothing twice that matters: positions are unique per
@@ -15,11 +16,10 @@ ON CONFLICT DO NOTHING; only the diagnostic frame ring may show such a frame twi
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -40,6 +40,8 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import TypeEngine
 
 from gateway.store.database import Database
@@ -190,9 +192,16 @@ def _add_alarm(acc: _DeviceBatch, alarm: Alarm, received: datetime) -> None:
     }
 
 
-#: Column element types of the PostgreSQL arrays (`None`: JSON, sent as text and cast to JSONB).
-#: Plain DateTime: the datetimes were checked to be aware when the batch was merged.
+#: The columns each bulk statement writes, with their kinds: a datetime (`_TIMESTAMP`) is
+#: sent as text on SQLite, a JSON value (None) as JSON text; the rest is passed as it is.
+#: On PostgreSQL they are also the element types of the arrays given to `unnest`.
 _TIMESTAMP = DateTime(timezone=True)
+_DEVICE_TYPES: dict[str, TypeEngine[Any] | None] = {
+    "imei": Text(), "protocol": Text(), "state": Text(), "first_seen": _TIMESTAMP,
+    "last_seen": _TIMESTAMP, "remote_addr": Text(), "last_fix_time": _TIMESTAMP,
+    "last_lat": Double(), "last_lon": Double(), "last_speed_kmh": Double(),
+    "last_course_deg": Double(), "last_valid": Boolean(), "frame_seq": BigInteger(),
+}
 _POSITION_TYPES: dict[str, TypeEngine[Any] | None] = {
     "device_id": BigInteger(), "binding_id": BigInteger(), "fix_time": _TIMESTAMP,
     "received_at": _TIMESTAMP, "lat": Double(), "lon": Double(), "valid": Boolean(),
@@ -210,15 +219,68 @@ _FRAME_TYPES: dict[str, TypeEngine[Any] | None] = {
 }
 
 
+def _sqlite_time(value: datetime | None) -> str | None:
+    """A datetime as the store keeps it on SQLite (see models.UTCDateTime): naive UTC text in
+    one fixed format, microseconds always written."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _json_text(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+@dataclass(frozen=True, slots=True)
+class _Bulk:
+    """One bulk statement as driver SQL, and how to turn row dicts into its parameters.
+
+    The statements are built with SQLAlchemy Core and compiled once; each batch then goes to
+    the driver as plain values (`exec_driver_sql`). SQLAlchemy's per-value bind processing
+    cost more than the database work itself at a few thousand rows per second.
+
+    SQLite: rows go as tuples (executemany, one call into the driver's thread).
+    PostgreSQL: `INSERT ... SELECT * FROM unnest(<one array per column>)`: a dozen parameters
+    per statement whatever the number of rows, encoded by asyncpg in C.
+    """
+
+    sql: str
+    keys: tuple[str, ...]
+    convert: tuple[Callable[[Any], Any] | None, ...]
+    postgresql: bool
+
+    def params(self, rows: list[dict[str, Any]]) -> Any:
+        if self.postgresql:
+            return tuple(
+                [row[key] for row in rows] if convert is None
+                else [convert(row[key]) for row in rows]
+                for key, convert in zip(self.keys, self.convert, strict=True))
+        pairs = tuple(zip(self.keys, self.convert, strict=True))
+        return [tuple(row[key] if convert is None else convert(row[key])
+                      for key, convert in pairs) for row in rows]
+
+
+def _bulk(dialect: Dialect, stmt: Any, types: dict[str, TypeEngine[Any] | None]) -> _Bulk:
+    compiled = stmt.compile(dialect=dialect, column_keys=list(types))
+    keys = tuple(compiled.positiontup or ())
+    postgresql_ = dialect.name == "postgresql"
+    convert: list[Callable[[Any], Any] | None] = []
+    for key in keys:
+        kind = types[key]
+        if kind is None:
+            convert.append(_json_text)
+        elif kind is _TIMESTAMP and not postgresql_:
+            convert.append(_sqlite_time)
+        else:
+            convert.append(None)
+    return _Bulk(str(compiled), keys, tuple(convert), postgresql_)
+
+
 def _bulk_source(
     dialect: str, table: Table, types: dict[str, TypeEngine[Any] | None]
 ) -> Any:
-    """The INSERT of many rows into `table`, before its ON CONFLICT clause.
-
-    SQLite: the plain statement, executed with the rows (executemany, sent as multi-row VALUES).
-    PostgreSQL: `INSERT ... SELECT * FROM unnest(<one array per column>)`, executed with the
-    arrays (`_bulk_params`).
-    """
+    """The INSERT of many rows into `table`, before its ON CONFLICT clause: plain on SQLite
+    (executed once per row), from `unnest` of one array per column on PostgreSQL."""
     if dialect != "postgresql":
         return sqlite.insert(table)
     names = list(types)
@@ -230,35 +292,28 @@ def _bulk_source(
     return postgresql.insert(table).from_select(names, select(*columns))
 
 
-def _bulk_params(
-    dialect: str, types: dict[str, TypeEngine[Any] | None], rows: list[dict[str, Any]]
-) -> Any:
-    """The parameters of a `_bulk_source` statement for `rows`."""
-    if dialect != "postgresql":
-        return rows
-    params: dict[str, list[Any]] = {}
-    for name, kind in types.items():
-        values = [row[name] for row in rows]
-        if kind is None:
-            values = [None if value is None else json.dumps(value) for value in values]
-        params[name] = values
-    return params
-
-
 @dataclass(frozen=True, slots=True)
 class _Statements:
-    devices: Any
-    positions: Any
-    alarms: Any
-    frames: Any
+    #: The device upsert; on PostgreSQL it returns (id, imei, current_binding_id, frame_seq).
+    devices: _Bulk
+    #: SQLite: (id, imei, current_binding_id, frame_seq) of the devices named in a JSON array
+    #: (executemany cannot return rows there). None on PostgreSQL.
+    device_ids: str | None
+    positions: _Bulk
+    alarms: _Bulk
+    frames: _Bulk
 
 
-@functools.cache
-def _statements(dialect: str) -> _Statements:
-    """The four statements of a batch, built once per dialect (and compiled once by SQLAlchemy's
-    cache: building them per batch costs more than some of the inserts)."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(_devices)
+_STATEMENTS: dict[str, _Statements] = {}
+
+
+def _statements(dialect: Dialect) -> _Statements:
+    """The statements of a batch, built and compiled once per dialect."""
+    cached = _STATEMENTS.get(dialect.name)
+    if cached is not None:
+        return cached
+    name = dialect.name
+    stmt = _bulk_source(name, _devices, _DEVICE_TYPES)
     new = stmt.excluded
     old = _devices.c
     newer_fix = and_(
@@ -275,22 +330,34 @@ def _statements(dialect: str) -> _Statements:
     for column in _FIX_COLUMNS:
         # The latest fix_time wins, whatever order the fixes arrive in.
         updates[column] = case((newer_fix, new[column]), else_=old[column])
-    devices = (stmt.on_conflict_do_update(index_elements=[old.imei], set_=updates)
-               .returning(old.id, old.imei, old.current_binding_id, old.frame_seq))
-
-    positions = (_bulk_source(dialect, _positions, _POSITION_TYPES)
-                 .on_conflict_do_nothing(index_elements=["device_id", "fix_time"])
-                 .returning(_positions.c.id))
-    alarms = (_bulk_source(dialect, _alarms, _ALARM_TYPES)
-              .on_conflict_do_nothing(index_elements=["device_id", "alarm_type", "event_time"])
-              .returning(_alarms.c.id))
-    frames = _bulk_source(dialect, _frames, _FRAME_TYPES)
+    devices = stmt.on_conflict_do_update(index_elements=[old.imei], set_=updates)
+    device_ids = None
+    if name == "postgresql":
+        devices = devices.returning(old.id, old.imei, old.current_binding_id, old.frame_seq)
+    else:
+        device_ids = ("SELECT id, imei, current_binding_id, frame_seq FROM devices "
+                      "WHERE imei IN (SELECT value FROM json_each(?))")
+    positions = (_bulk_source(name, _positions, _POSITION_TYPES)
+                 .on_conflict_do_nothing(index_elements=["device_id", "fix_time"]))
+    alarms = (_bulk_source(name, _alarms, _ALARM_TYPES)
+              .on_conflict_do_nothing(index_elements=["device_id", "alarm_type", "event_time"]))
+    frames = _bulk_source(name, _frames, _FRAME_TYPES)
     frames = frames.on_conflict_do_update(
         index_elements=["device_id", "slot"],
-        set_={name: frames.excluded[name]
-              for name in ("seq", "received_at", "raw", "remote_addr", "result")},
+        set_={column: frames.excluded[column]
+              for column in ("seq", "received_at", "raw", "remote_addr", "result")},
     )
-    return _Statements(devices, positions, alarms, frames)
+    statements = _STATEMENTS[name] = _Statements(
+        _bulk(dialect, devices, _DEVICE_TYPES), device_ids,
+        _bulk(dialect, positions, _POSITION_TYPES), _bulk(dialect, alarms, _ALARM_TYPES),
+        _bulk(dialect, frames, _FRAME_TYPES))
+    return statements
+
+
+async def _insert_counted(conn: AsyncConnection, bulk: _Bulk, rows: list[dict[str, Any]]) -> int:
+    """Run an INSERT ... ON CONFLICT DO NOTHING; return how many rows it inserted."""
+    result = await conn.exec_driver_sql(bulk.sql, bulk.params(rows))
+    return int(result.rowcount)
 
 
 async def write_batch(
@@ -332,11 +399,14 @@ async def write_batch(
             "frame_seq": len(acc.frames) if frames_per_device else 0,
         })
 
-    dialect = db.dialect
-    statements = _statements(dialect)
+    statements = _statements(db.engine.dialect)
     async with db.begin() as conn:
-        rows = (await conn.execute(statements.devices, device_rows)).all()
-        by_imei = {row.imei: row for row in rows}
+        upsert = statements.devices
+        result = await conn.exec_driver_sql(upsert.sql, upsert.params(device_rows))
+        if statements.device_ids is not None:
+            result = await conn.exec_driver_sql(
+                statements.device_ids, (json.dumps([acc.imei for acc in batches]),))
+        by_imei = {row.imei: row for row in result.all()}
 
         position_rows: list[dict[str, Any]] = []
         alarm_rows: list[dict[str, Any]] = []
@@ -356,18 +426,13 @@ async def write_batch(
                 frame_rows.extend(_ring_rows(device_id, row.frame_seq, acc.frames,
                                              frames_per_device))
 
-        stored = 0
-        if position_rows:
-            result = await conn.execute(
-                statements.positions, _bulk_params(dialect, _POSITION_TYPES, position_rows))
-            stored = len(result.all())
-        alarms_stored = 0
-        if alarm_rows:
-            result = await conn.execute(
-                statements.alarms, _bulk_params(dialect, _ALARM_TYPES, alarm_rows))
-            alarms_stored = len(result.all())
+        stored = await _insert_counted(conn, statements.positions, position_rows) \
+            if position_rows else 0
+        alarms_stored = await _insert_counted(conn, statements.alarms, alarm_rows) \
+            if alarm_rows else 0
         if frame_rows:
-            await conn.execute(statements.frames, _bulk_params(dialect, _FRAME_TYPES, frame_rows))
+            frames = statements.frames
+            await conn.exec_driver_sql(frames.sql, frames.params(frame_rows))
 
     return BatchResult(
         items=len(items),

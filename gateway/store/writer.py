@@ -97,18 +97,23 @@ class GroupCommitWriter:
         max_batch: int = 1000,
         max_delay_ms: float = 5.0,
         max_pending: int = 50_000,
+        concurrency: int = 1,
         retry_initial_s: float = 0.05,
         retry_max_s: float = 5.0,
         on_commit: OnCommit | None = None,
         on_failure: OnFailure | None = None,
     ) -> None:
-        if max_batch < 1 or max_pending < 1:
-            raise ValueError("max_batch and max_pending must be >= 1")
+        if max_batch < 1 or max_pending < 1 or concurrency < 1:
+            raise ValueError("max_batch, max_pending and concurrency must be >= 1")
+        if db.dialect == "sqlite":
+            concurrency = 1  # SQLite has one writer: a second transaction would only wait
         self.db = db
         self.frames_per_device = frames_per_device
         self.max_batch = max_batch
         self.max_delay_s = max_delay_ms / 1000
         self.max_pending = max_pending
+        #: Batches written at the same time (each on its own connection).
+        self.concurrency = concurrency
         self.retry_initial_s = retry_initial_s
         self.retry_max_s = retry_max_s
         self.on_commit = on_commit
@@ -117,7 +122,10 @@ class GroupCommitWriter:
         #: False while the last write attempt failed (the database is away or locked).
         self.healthy = True
         self._queue: deque[_Job] = deque()
-        self._inflight: list[_Job] = []
+        #: Batches being written, kept (also when cancelled) so that close() fails what is left.
+        self._inflight: list[list[_Job]] = []
+        self._slots = asyncio.Semaphore(concurrency)
+        self._batches: set[asyncio.Task[None]] = set()
         self._pending = 0
         # Backpressure: set while fewer than max_pending items are pending.
         self._space = asyncio.Event()
@@ -230,7 +238,13 @@ class GroupCommitWriter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        leftover = [*self._inflight, *self._queue]
+        # Batches being written are cancelled; their items fail below unless already settled.
+        batches = list(self._inflight)
+        for batch_task in list(self._batches):
+            batch_task.cancel()
+        if self._batches:
+            await asyncio.wait(list(self._batches))
+        leftover = [job for batch in batches for job in batch] + list(self._queue)
         self._inflight = []
         self._queue.clear()
         for job in leftover:
@@ -243,21 +257,33 @@ class GroupCommitWriter:
             while not self._queue:
                 self._wakeup.clear()
                 await self._wakeup.wait()
+            # With `concurrency` > 1, a batch is started while others are still committing
+            # (a slow commit then delays only its own items).
+            await self._slots.acquire()
             if len(self._queue) < self.max_batch and self.max_delay_s > 0:
                 # Let other connections join this batch, unless it is already full.
                 self._full.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._full.wait(), self.max_delay_s)
             batch = self._take(self.max_batch)
-            # Kept while being written (also when cancelled): close() fails what is left.
-            self._inflight = batch
-            try:
-                await self._write(batch)
-            except Exception as exc:  # a bug of ours must not stop every ack of the gateway
-                log.exception("store writer: unexpected error, failing the batch")
-                for job in batch:
-                    self._finish(job, exc)
-            self._inflight = []
+            if not batch:  # taken by a retrying batch meanwhile
+                self._slots.release()
+                continue
+            self._inflight.append(batch)
+            task = asyncio.get_running_loop().create_task(self._write_batch(batch))
+            self._batches.add(task)
+            task.add_done_callback(self._batches.discard)
+
+    async def _write_batch(self, batch: list[_Job]) -> None:
+        try:
+            await self._write(batch)
+        except Exception as exc:  # a bug of ours must not stop every ack of the gateway
+            log.exception("store writer: unexpected error, failing the batch")
+            for job in batch:
+                self._finish(job, exc)
+        finally:
+            self._inflight = [b for b in self._inflight if b is not batch]
+            self._slots.release()
 
     def _take(self, count: int) -> list[_Job]:
         taken = []
@@ -281,9 +307,7 @@ class GroupCommitWriter:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max_s)
                 # Items that arrived during the outage join the retry (up to a full batch).
-                more = self._take(self.max_batch - len(batch))
-                batch.extend(more)
-                self._inflight = batch
+                batch.extend(self._take(self.max_batch - len(batch)))
                 continue
             self._committed(batch, result, time.perf_counter() - started)
             return

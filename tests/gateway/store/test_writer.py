@@ -185,6 +185,31 @@ async def test_connection_lost_during_a_batch(db: Database, outage: Outage) -> N
     assert await count_positions(db, device) == 2
 
 
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+async def test_concurrent_batches_do_not_wait_for_a_stuck_one(db: Database) -> None:
+    """With concurrency 2 a batch blocked in the database (a row locked by someone else)
+    holds up only its own items: the next batch commits meanwhile."""
+    stuck, free = imei(1), imei(2)
+    await bound(db, stuck, free)
+    async with fast_writer(db, concurrency=2, max_delay_ms=0) as writer:
+        async with db.begin() as blocker:
+            await blocker.exec_driver_sql(
+                f"SELECT id FROM devices WHERE imei = '{stuck}' FOR UPDATE")
+            blocked = asyncio.ensure_future(writer.submit(fix_item(stuck, 1)))
+            await eventually(lambda: writer.stats.submitted == 1, "the first batch is taken")
+            await asyncio.sleep(0.2)  # it reaches the locked row
+            await asyncio.wait_for(writer.submit(fix_item(free, 1)), PATIENCE_S)
+            assert not blocked.done()
+            assert await count_positions(db, free) == 1
+        await asyncio.wait_for(blocked, PATIENCE_S)
+    assert await count_positions(db, stuck) == 1
+
+
+async def test_sqlite_writes_one_batch_at_a_time(db: Database) -> None:
+    writer = GroupCommitWriter(db, concurrency=4)
+    assert writer.concurrency == (1 if db.dialect == "sqlite" else 4)
+
+
 async def test_backpressure_bounds_pending_items(db: Database, outage: Outage) -> None:
     device = imei(1)
     await bound(db, device)
