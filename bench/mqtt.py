@@ -1,7 +1,7 @@
 """Positions committed per second through MQTT, next to a bare aiomqtt subscriber's receive rate.
 
-    python bench/mqtt.py [--broker 127.0.0.1:1883] [--devices 100] [--messages 20000]
-                         [--dialect sqlite|postgresql] [--pg postgresql://postgres@127.0.0.1/test]
+    python bench/mqtt.py [--devices 100] [--messages 20000] [--broker HOST:PORT]
+                         [--dialect sqlite|postgresql] [--pg postgresql+asyncpg://...]
 
 One run, one broker, one stream: a publisher process sends --messages GL300 position frames
 (QoS 1, one frame per message, round-robin over --devices bound devices) as fast as it can.
@@ -11,6 +11,12 @@ One run, one broker, one stream: a publisher process sends --messages GL300 posi
 2. The real gateway (in this process, MQTT enabled, broker acks only after commit) receives the
    same stream: positions committed per second from the first message to the last commit.
 
+Both drain the stream as fast as they can, so the broker must keep what they have not taken
+yet: by default the bench starts its own Mosquitto on a free loopback port, with a per-client
+queue as long as the stream (Mosquitto's default of 1,000 would drop the excess of a stream
+published faster than it is consumed). With --broker, that broker's limits apply, and a run
+that loses messages says so.
+
 Target: the gateway at least 80% of the bare subscriber's rate.
 """
 
@@ -19,12 +25,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import shutil
+import socket
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -34,10 +45,22 @@ from protocols import Fix, get_codec
 from protocols.imei import complete_imei
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+T = TypeVar("T")
+#: Seconds without progress after which a run is reported as stalled.
+STALL_S = 3.0
 
 
 def imeis(count: int) -> list[str]:
     return [complete_imei(f"86{n:012d}") for n in range(count)]
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run `main` on the loop `gateway run` uses (uvloop where installed)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 def frames(devices: int, messages: int) -> list[tuple[str, bytes]]:
@@ -76,7 +99,7 @@ def publisher(host: str, port: int, topic_prefix: str, devices: int, messages: i
     stream = frames(devices, messages)
     first = [get_codec("gl300").device(imei).heartbeat() for imei in imeis(devices)] \
         if heartbeats else []
-    asyncio.run(_publish(host, port, topic_prefix, stream, first))
+    run(_publish(host, port, topic_prefix, stream, first))
 
 
 def start_publisher(args: argparse.Namespace, topic_prefix: str, heartbeats: bool
@@ -96,16 +119,22 @@ async def bare(args: argparse.Namespace) -> float:
         await client.subscribe(f"{topic_prefix}/+/up/#", qos=1)
         process = start_publisher(args, topic_prefix, heartbeats=False)
         received = 0
-        started = 0.0
-        async for _message in client.messages:
-            if received == 0:
-                started = time.perf_counter()
-            received += 1
-            if received == args.messages:
+        started = last = 0.0
+        messages = aiter(client.messages)
+        while received < args.messages:
+            try:
+                async with asyncio.timeout(STALL_S):
+                    await anext(messages)
+            except TimeoutError:
+                print(f"bare subscriber: stalled after {received} of {args.messages} messages "
+                      "(the broker dropped the rest)")
                 break
-        elapsed = time.perf_counter() - started
+            last = time.perf_counter()
+            if received == 0:
+                started = last
+            received += 1
     process.join()
-    return (args.messages - 1) / elapsed
+    return (received - 1) / (last - started)
 
 
 async def gateway_rate(args: argparse.Namespace, url: str) -> float:
@@ -149,7 +178,7 @@ async def gateway_rate(args: argparse.Namespace, url: str) -> float:
             now = time.perf_counter()
             if gateway.writer.stats.committed != last:
                 last, last_change = gateway.writer.stats.committed, now
-            elif now - last_change > 3:
+            elif now - last_change > STALL_S:
                 # The broker drops QoS 1 messages beyond its per-client queue
                 # (mosquitto max_queued_messages): say so rather than wait forever.
                 print(f"stalled: {last - args.devices} of {args.messages} positions committed "
@@ -162,22 +191,56 @@ async def gateway_rate(args: argparse.Namespace, url: str) -> float:
         await gateway.stop()
 
 
+def start_broker(messages: int, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A private Mosquitto on a free loopback port whose queues hold the whole stream."""
+    mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not Path(mosquitto).exists():
+        raise SystemExit("mosquitto not found: install it (apt install mosquitto) or pass "
+                         "--broker HOST:PORT")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    conf = workdir / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                    f"max_queued_messages {messages * 2 + 1000}\n")
+    proc = subprocess.Popen([mosquitto, "-c", str(conf)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, f"127.0.0.1:{port}"
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the private mosquitto did not start") from None
+            time.sleep(0.05)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--broker", default="127.0.0.1:1883")
+    parser.add_argument("--broker", default="",
+                        help="HOST:PORT of a running broker (default: start a private one)")
     parser.add_argument("--devices", type=int, default=100)
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--dialect", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--pg", default="postgresql+asyncpg://postgres@127.0.0.1:5432/test",
                         help="a migrated database (gateway db upgrade); its tables get rows")
     args = parser.parse_args()
-    bare_rate = asyncio.run(bare(args))
+    broker = None
     with tempfile.TemporaryDirectory() as tmp:
-        if args.dialect == "sqlite":
-            url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
-        else:
-            url = args.pg
-        gw_rate = asyncio.run(gateway_rate(args, url))
+        if not args.broker:
+            broker, args.broker = start_broker(args.messages, Path(tmp))
+        try:
+            bare_rate = run(bare(args))
+            if args.dialect == "sqlite":
+                url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
+            else:
+                url = args.pg
+            gw_rate = run(gateway_rate(args, url))
+        finally:
+            if broker is not None:
+                broker.terminate()
+                broker.wait(10)
     print(f"messages: {args.messages} over {args.devices} devices, QoS 1, broker {args.broker}")
     print(f"bare aiomqtt subscriber:       {bare_rate:10.0f} messages/s received")
     print(f"gateway ({args.dialect:10s}):       {gw_rate:10.0f} positions/s committed")

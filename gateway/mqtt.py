@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
 import ssl
@@ -36,9 +35,8 @@ import time
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import aiomqtt
@@ -65,8 +63,14 @@ from protocols import (
 
 log = logging.getLogger("gateway.mqtt")
 
-Submit = Callable[[IngestItem], "asyncio.Future[None]"]
 OnStored = Callable[[IngestItem], None]
+
+
+class ItemStore(Protocol):
+    """Where frames go: the group-commit writer (`submit_nowait` calls `done` once settled)."""
+
+    def submit_nowait(self, item: IngestItem, done: Callable[[BaseException | None], None],
+                      ) -> None: ...
 
 #: Device sessions kept (least recently used are forgotten beyond this).
 MAX_SESSIONS = 100_000
@@ -81,17 +85,38 @@ AUDIT_POLL_S = 1.0
 ACTIVATION_ACTIONS = ("signal", "claim", "release")
 
 
-@dataclass(slots=True)
 class _Inbound:
     """One received message on its way: its commits, its replies and its broker ack."""
 
-    client: aiomqtt.Client
-    mid: int
-    qos: int
-    down: str
-    #: One future per stored frame, and the replies of each frame with the future it waits for.
-    stored: list[asyncio.Future[None]] = field(default_factory=list)
-    replies: list[tuple[asyncio.Future[None] | None, bytes, bool]] = field(default_factory=list)
+    __slots__ = ("client", "down", "failed", "mid", "qos", "replies", "waiting")
+
+    def __init__(self, client: aiomqtt.Client, mid: int, qos: int, down: str) -> None:
+        self.client = client
+        self.mid = mid
+        self.qos = qos
+        self.down = down
+        #: Frames handed to the store and not settled yet.
+        self.waiting = 0
+        #: A frame was not stored for a reason a resend can fix (the writer closed).
+        self.failed = False
+        #: The replies of each frame, with the frame they wait for (None: nothing to wait).
+        self.replies: list[tuple[_Frame | None, bytes, bool]] = []
+
+
+class _Frame:
+    """A frame of an inbound message handed to the store; the writer calls it when settled."""
+
+    __slots__ = ("error", "inbound", "item", "transport")
+
+    def __init__(self, transport: MqttTransport, inbound: _Inbound, item: IngestItem) -> None:
+        self.transport = transport
+        self.inbound = inbound
+        self.item: IngestItem | None = item
+        self.error: BaseException | None = None
+
+    def __call__(self, error: BaseException | None) -> None:
+        self.error = error
+        self.transport._settled(self)
 
 
 class MqttTransport:
@@ -102,7 +127,7 @@ class MqttTransport:
         settings: MqttSettings,
         tcp: TcpSettings,
         metrics: Metrics,
-        submit: Submit,
+        store: ItemStore,
         on_stored: OnStored | None = None,
         db: Database | None = None,
         *,
@@ -111,7 +136,7 @@ class MqttTransport:
         self.settings = settings
         self.tcp = tcp
         self.metrics = metrics
-        self.submit = submit
+        self.store = store
         self.on_stored = on_stored
         self.db = db
         self.drain_timeout_s = drain_timeout_s
@@ -124,11 +149,11 @@ class MqttTransport:
         self._reader: asyncio.Task[None] | None = None
         self._stopping = False
         self._sessions: OrderedDict[tuple[str, str], DeviceSession] = OrderedDict()
+        #: Messages in arrival order; each is finished (replies, PUBACK) once it and every
+        #: message before it are settled.
         self._pipeline: deque[_Inbound] = deque()
-        self._pipeline_ready = asyncio.Event()
         self._pipeline_empty = asyncio.Event()
         self._pipeline_empty.set()
-        self._sender: asyncio.Task[None] | None = None
         self._publishes: set[asyncio.Task[None]] = set()
         self._bound: dict[str, tuple[bool, float]] = {}
         self._audit_task: asyncio.Task[None] | None = None
@@ -147,11 +172,12 @@ class MqttTransport:
             "gateway_mqtt_events_total", "JSON events published for integrators", ["type"],
             registry=r)
         metrics.mqtt_up.set(0)
+        self._accepted = self.messages.labels("accepted")
+        self._counters: dict[str, tuple[Any, Any]] = {}
 
     # --- life cycle ---
 
     async def start(self) -> None:
-        self._sender = asyncio.create_task(self._send_loop())
         self._task = asyncio.create_task(self._run())
         if self.settings.publish_events and self.db is not None:
             self._audit_task = asyncio.create_task(self._audit_loop())
@@ -174,10 +200,6 @@ class MqttTransport:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._sender is not None:
-            self._sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sender
         for publish in list(self._publishes):
             publish.cancel()
         self._set_state("down")
@@ -223,6 +245,8 @@ class MqttTransport:
         # aiomqtt 2.5 has no manual-ack option of its own (empicano/aiomqtt#345): the paho
         # client under it has one. A message is then PUBACKed only by _ack() after its commit.
         client._client.manual_ack_set(True)
+        # Replies go out as tasks, up to one per message in flight: not a sign of trouble.
+        client.pending_calls_threshold = s.receive_maximum
         return client
 
     async def _run(self) -> None:
@@ -310,7 +334,7 @@ class MqttTransport:
             # Acknowledged (in arrival order): sending it again would not make it any better.
             self._enqueue(_Inbound(client, message.mid, message.qos, ""))
             return
-        self.messages.labels("accepted").inc()
+        self._accepted.inc()
         session = self._session(device, protocol)
         inbound = _Inbound(client, message.mid, message.qos,
                            f"{self._prefix}{device}/down")
@@ -320,7 +344,8 @@ class MqttTransport:
     def _enqueue(self, inbound: _Inbound) -> None:
         self._pipeline.append(inbound)
         self._pipeline_empty.clear()
-        self._pipeline_ready.set()
+        if inbound.waiting == 0:
+            self._drain()
 
     def _parse_topic(self, topic: str) -> tuple[str | None, str | None, str | None]:
         if not topic.startswith(self._prefix):
@@ -374,11 +399,9 @@ class MqttTransport:
             outcome = session.handle_frame(out)
             stored = None
             if outcome.item is not None:
-                stored = self.submit(outcome.item)
-                inbound.stored.append(stored)
-                if self.on_stored is not None:
-                    stored.add_done_callback(
-                        functools.partial(_report_stored, self.on_stored, outcome.item))
+                stored = _Frame(self, inbound, outcome.item)
+                inbound.waiting += 1
+                self.store.submit_nowait(outcome.item, stored)
             if outcome.rejected is not None:
                 assert outcome.rejected_kind is not None
                 if outcome.rejected_kind == "decode_error":
@@ -394,10 +417,15 @@ class MqttTransport:
             self._reject(protocol, "framing",
                          f"incomplete frame at the end of the message ({framer.buffered} bytes)",
                          session)
-        if accepted:
-            metrics.frames.labels(protocol, "ok").inc(accepted)
-        if positions:
-            metrics.positions.labels(protocol).inc(positions)
+        if accepted or positions:
+            counters = self._counters.get(protocol)
+            if counters is None:  # label lookups take a lock: done once per protocol
+                counters = self._counters[protocol] = (
+                    metrics.frames.labels(protocol, "ok"), metrics.positions.labels(protocol))
+            if accepted:
+                counters[0].inc(accepted)
+            if positions:
+                counters[1].inc(positions)
         if acks:
             metrics.acks_pending.inc(acks)
 
@@ -410,34 +438,35 @@ class MqttTransport:
 
     # --- replies and broker acks, in arrival order ---
 
-    async def _send_loop(self) -> None:
+    def _settled(self, frame: _Frame) -> None:
+        """The store settled one frame of a message (committed, refused or given up)."""
+        inbound = frame.inbound
+        inbound.waiting -= 1
+        error = frame.error
+        if error is None:
+            if self.on_stored is not None and frame.item is not None:
+                self.on_stored(frame.item)
+        elif not isinstance(error, ItemRejected):
+            inbound.failed = True  # the writer closed before storing it: the broker must resend
+        frame.item = None
+        if inbound.waiting == 0 and self._pipeline and self._pipeline[0] is inbound:
+            self._drain()
+
+    def _drain(self) -> None:
+        """Finish the settled messages at the head of the pipeline, in arrival order."""
         pipeline = self._pipeline
-        while True:
-            if not pipeline:
-                self._pipeline_empty.set()
-                self._pipeline_ready.clear()
-                await self._pipeline_ready.wait()
-                continue
-            head = pipeline[0]
-            waiting = [f for f in head.stored if not f.done()]
-            if waiting:
-                await asyncio.wait(waiting)
-            pipeline.popleft()
-            self._finish(head)
+        while pipeline and pipeline[0].waiting == 0:
+            self._finish(pipeline.popleft())
+        if not pipeline:
+            self._pipeline_empty.set()
 
     def _finish(self, inbound: _Inbound) -> None:
-        closed = False
-        for future in inbound.stored:
-            if future.cancelled():
-                closed = True
-            elif (error := future.exception()) is not None and not isinstance(error, ItemRejected):
-                closed = True  # the writer closed before storing it: the broker must resend
         out: list[bytes] = []
         acks = 0
         for stored, data, after_store in inbound.replies:
             if after_store:
                 acks += 1
-                if stored is None or stored.cancelled() or stored.exception() is not None:
+                if stored is None or stored.error is not None:
                     log.error("frame not stored; its ack is withheld",
                               extra={"topic": inbound.down})
                     continue
@@ -446,7 +475,7 @@ class MqttTransport:
             self.metrics.acks_pending.dec(acks)
         if out:
             self._publish(inbound.down, b"".join(out), 1)
-        if not closed:
+        if not inbound.failed:
             self._ack(inbound.client, inbound.mid, inbound.qos)
 
     def _ack(self, client: aiomqtt.Client, mid: int, qos: int) -> None:
@@ -554,11 +583,6 @@ class MqttTransport:
             except Exception as exc:
                 log.debug("events: audit log not read", extra={"error": str(exc)})
             await asyncio.sleep(AUDIT_POLL_S)
-
-
-def _report_stored(on_stored: OnStored, item: IngestItem, future: asyncio.Future[None]) -> None:
-    if not future.cancelled() and future.exception() is None:
-        on_stored(item)
 
 
 def _iso(value: datetime | None) -> str | None:

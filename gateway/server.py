@@ -112,7 +112,7 @@ class Gateway:
         if settings.mqtt.enabled:
             # Never fails because of the broker: it connects (and reconnects) in the background.
             self.mqtt = MqttTransport(
-                settings.mqtt, settings.tcp, self.metrics, self._submit, self.on_stored, self.db,
+                settings.mqtt, settings.tcp, self.metrics, self.writer, self.on_stored, self.db,
                 drain_timeout_s=settings.database.shutdown_timeout_s)
             await self.mqtt.start()
         app = create_app(self)
@@ -159,12 +159,13 @@ class Gateway:
             self.mqtt.device_stored(item)
         if self.activation is None:
             return
-        if any(isinstance(event, Alarm) and event.alarm is AlarmType.SOS
-               for event in item.events):
-            task = asyncio.create_task(self.activation.device_signal(
-                item.device_id, item.protocol, item.received_at))
-            self._signal_tasks.add(task)
-            task.add_done_callback(self._signal_done)
+        for event in item.events:  # a loop, not any(): called for every committed frame
+            if isinstance(event, Alarm) and event.alarm is AlarmType.SOS:
+                task = asyncio.create_task(self.activation.device_signal(
+                    item.device_id, item.protocol, item.received_at))
+                self._signal_tasks.add(task)
+                task.add_done_callback(self._signal_done)
+                return
 
     def _signal_done(self, task: asyncio.Task[None]) -> None:
         self._signal_tasks.discard(task)
@@ -178,10 +179,6 @@ class Gateway:
             await trim_frame_rings(self.db, self.settings.database.frames_per_device)
         except Exception as exc:  # the database may be away at start: the gateway still runs
             log.warning("could not trim the frame rings", extra={"error": str(exc)})
-
-    def _submit(self, item: IngestItem) -> asyncio.Future[None]:
-        assert self.writer is not None
-        return self.writer.submit_future(item)
 
     async def stop(self) -> None:
         """SIGTERM: stop accepting, store what was received, send the acks now due, close."""

@@ -17,6 +17,7 @@ ON CONFLICT DO NOTHING; only the diagnostic frame ring may show such a frame twi
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -255,9 +256,18 @@ class _Bulk:
                 [row[key] for row in rows] if convert is None
                 else [convert(row[key]) for row in rows]
                 for key, convert in zip(self.keys, self.convert, strict=True))
-        pairs = tuple(zip(self.keys, self.convert, strict=True))
-        return [tuple(row[key] if convert is None else convert(row[key])
-                      for key, convert in pairs) for row in rows]
+        values = operator.itemgetter(*self.keys)
+        converted = [(index, convert) for index, convert in enumerate(self.convert)
+                     if convert is not None]
+        if not converted:
+            return [values(row) for row in rows]
+        out = []
+        for row in rows:
+            params = list(values(row))
+            for index, convert in converted:
+                params[index] = convert(params[index])
+            out.append(tuple(params))
+        return out
 
 
 def _bulk(dialect: Dialect, stmt: Any, types: dict[str, TypeEngine[Any] | None]) -> _Bulk:
