@@ -11,7 +11,8 @@ and counts the `+SACK:<count>$` acknowledgements. It prints:
 - positions committed per second (acknowledged, and cross-checked against the positions table);
 - ack latency p50/p99 at full load, and at 5,000 positions/s sent the way a real fleet sends
   them: 5,000 simulated devices (the `simulators` fleet, as `trackersim fleet` runs it) at one
-  position per second each;
+  position per second each, once all are connected (the target), and over the whole run with
+  the connection ramp (5,000 devices connecting at 2,000/s, each logging in);
 - gateway RSS per idle connection (--idle connections that sent one heartbeat each);
 - the same load against a bare asyncio server that only splits frames and acknowledges them
   at once, measured in the same run: the ceiling, with the gateway's ratio to it.
@@ -228,6 +229,8 @@ def _fleet_process(port: int, devices: int, seconds: float, first_index: int,
         "rate": summary.steady_frames_per_s,
         "p50": (summary.percentile(50) or float("nan")) * 1000,
         "p99": (summary.percentile(99) or float("nan")) * 1000,
+        "steady_p50": (summary.percentile(50, steady=True) or float("nan")) * 1000,
+        "steady_p99": (summary.percentile(99, steady=True) or float("nan")) * 1000,
     })
 
 
@@ -453,6 +456,8 @@ def bench_dialect(name: str, url: str, args: argparse.Namespace, workdir: Path) 
         "paced_rate": paced["rate"],
         "paced_p50": paced["p50"],
         "paced_p99": paced["p99"],
+        "paced_steady_p50": paced["steady_p50"],
+        "paced_steady_p99": paced["steady_p99"],
         "idle_kb": (peak_rss - base_rss) / args.idle if args.idle else float("nan"),
     }
 
@@ -510,13 +515,15 @@ def main() -> int:
         ratio = r["rate"] / ceiling_rate
         print(f"{name}: {r['rate']:,.0f} positions/s committed ({ratio:.0%} of the ceiling), "
               f"ack p50 {r['p50']:.1f} ms p99 {r['p99']:.1f} ms; "
-              f"at {r['paced_rate']:,.0f}/s: p50 {r['paced_p50']:.1f} ms "
-              f"p99 {r['paced_p99']:.1f} ms; idle connection {r['idle_kb']:.1f} KB")
+              f"at {r['paced_rate']:,.0f}/s: p50 {r['paced_steady_p50']:.1f} ms "
+              f"p99 {r['paced_steady_p99']:.1f} ms once all devices are online "
+              f"(whole run with the connection ramp: p50 {r['paced_p50']:.1f} ms "
+              f"p99 {r['paced_p99']:.1f} ms); idle connection {r['idle_kb']:.1f} KB")
         if name == "postgresql":
             checks = {
                 ">= 20,000 positions/s": r["rate"] >= 20_000,
                 ">= 50% of the ceiling": ratio >= 0.5,
-                "p99 < 100 ms at 5,000/s": r["paced_p99"] < 100,
+                "p99 < 100 ms at 5,000/s": r["paced_steady_p99"] < 100,
                 "idle < 20 KB": r["idle_kb"] < 20,
             }
             for label, passed in checks.items():

@@ -76,6 +76,8 @@ class FleetSummary:
     steady_frames: int
     loop: str
     latencies: list[float] = field(default_factory=list)
+    #: Ack latencies that arrived in the steady window (after the connection ramp), sorted.
+    steady_latencies: list[float] = field(default_factory=list)
 
     @property
     def cpu_percent(self) -> float:
@@ -90,8 +92,9 @@ class FleetSummary:
     def steady_frames_per_s(self) -> float:
         return self.steady_frames / self.steady_wall_s if self.steady_wall_s else 0.0
 
-    def percentile(self, p: float) -> float | None:
-        values = self.latencies
+    def percentile(self, p: float, *, steady: bool = False) -> float | None:
+        """Ack latency percentile over the whole run, or over the steady window only."""
+        values = self.steady_latencies if steady else self.latencies
         if not values:
             return None
         return values[min(len(values) - 1, round(p / 100.0 * (len(values) - 1)))]
@@ -127,7 +130,8 @@ class FleetSummary:
             f"  ack latency            p50 {ms(p50)}   p99 {ms(p99)}   "
             f"max {ms(self.latencies[-1] if self.latencies else None)}",
             f"  steady state           {self.steady_frames_per_s:,.0f} frames/s over "
-            f"{self.steady_wall_s:.1f} s",
+            f"{self.steady_wall_s:.1f} s, ack latency p50 {ms(self.percentile(50, steady=True))}"
+            f"   p99 {ms(self.percentile(99, steady=True))}",
             f"  simulator CPU          {self.cpu_s:.2f} s in {self.wall_s:.1f} s = "
             f"{self.cpu_percent:.0f}% of one core; steady state "
             f"{self.steady_cpu_percent:.0f}% of one core   (loop: {self.loop})",
@@ -217,7 +221,7 @@ async def run_fleet(
     steady_from = None
     next_progress = loop.time()
     steady_wall0 = steady_cpu0 = 0.0
-    steady_frames0 = 0
+    steady_frames0 = steady_acks0 = 0
     while loop.time() < end and not (stop is not None and stop.is_set()):
         now = loop.time()
         if steady_from is None and (online() == n or now - ramp_start > n / config.connect_rate
@@ -225,12 +229,15 @@ async def run_fleet(
             steady_from = now
             steady_wall0, steady_cpu0, steady_frames0 = time.monotonic(), _cpu(), \
                 stats.frames_sent
+            steady_acks0 = len(stats.ack_latencies)
         if progress is not None and now >= next_progress:
             progress(FleetProgress(now - ramp_start, config.duration_s, n, online(), stats))
             next_progress = now + progress_interval_s
         await asyncio.sleep(min(0.1, max(0.0, end - now)))
     steady_wall, steady_cpu = time.monotonic(), _cpu()
     steady_frames = stats.frames_sent - steady_frames0
+    steady_latencies = sorted(stats.ack_latencies[steady_acks0:]) if steady_from is not None \
+        else []
     if steady_from is None:
         steady_wall0, steady_cpu0 = steady_wall, steady_cpu
     # Stop reporting; give outstanding acks a moment; close.
@@ -252,4 +259,5 @@ async def run_fleet(
     return FleetSummary(
         config=config, stats=stats, online_at_end=at_end, wall_s=wall, cpu_s=cpu,
         steady_wall_s=steady_wall - steady_wall0, steady_cpu_s=steady_cpu - steady_cpu0,
-        steady_frames=steady_frames, loop=loop_name(), latencies=sorted(stats.ack_latencies))
+        steady_frames=steady_frames, loop=loop_name(), latencies=sorted(stats.ack_latencies),
+        steady_latencies=steady_latencies)

@@ -163,6 +163,9 @@ async def test_a_small_fleet_runs_against_the_gateway(start_gateway: StartGatewa
     assert summary.online_at_end == 20
     assert stats.frames_sent > 20 and stats.frames_acked == stats.frames_expecting_ack
     assert summary.percentile(50) is not None
+    # The steady window (all 20 online) holds part of the acks, never more than the run.
+    assert 0 < len(summary.steady_latencies) < len(summary.latencies)
+    assert summary.percentile(99, steady=True) is not None
     text = summary.render()
     assert "simulator CPU" in text and "% of one core" in text and "p99" in text
 
