@@ -4,6 +4,9 @@ carry on, and every refusal is counted."""
 from __future__ import annotations
 
 import asyncio
+import socket
+
+import pytest
 
 from gateway.server import Gateway
 from gateway.store import queries
@@ -148,3 +151,53 @@ async def test_random_bytes_never_break_the_server(gateway: Gateway, link_factor
     healthy: DeviceLink = await link_factory(gateway.tcp.ports["gl300"])
     await healthy.send(GL_HBD)
     await healthy.expect(GL_SACK)
+
+
+# Transport behaviour, the same whatever the store: run once (it moves a few MB per run).
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+async def test_device_that_never_reads_its_replies_is_paused_not_buffered(
+    start_gateway: StartGateway, link_factory
+) -> None:
+    """A device writes and never reads: the gateway stops reading from it once its replies
+    pile up (instead of buffering them without bound), others carry on, and when the device
+    reads again every reply arrives, in order."""
+    gateway = await start_gateway(tcp={"max_frames_per_s": 100_000})
+    port = gateway.tcp.ports["gl300"]
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # Small kernel buffers on the device's side (set before the handshake), so that the
+    # gateway's replies back up after a few hundred kilobytes rather than megabytes.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.setblocking(False)
+    reader, writer = await asyncio.open_connection(sock=sock)
+    sent = 0
+    try:
+        async def stalled() -> bool:
+            nonlocal sent
+            writer.write(GL_HBD * 200)
+            sent += 200
+            try:
+                await asyncio.wait_for(writer.drain(), 0.5)
+            except TimeoutError:
+                return True  # the gateway no longer reads from this connection
+            return False
+
+        await eventually(stalled, timeout=60)
+        assert any(c._write_blocked for c in gateway.tcp._connections)
+        calm: DeviceLink = await link_factory(port)
+        await calm.send(GL_HBD)
+        await calm.expect(GL_SACK)
+
+        async def read_all() -> bytes:
+            replies = b""
+            while replies.count(b"$") < sent:
+                replies += await reader.read(65536)
+            return replies
+
+        # The device reads again: the gateway resumes reading from it as replies are taken.
+        replies = asyncio.ensure_future(read_all())
+        await asyncio.wait_for(writer.drain(), 30)
+        assert await asyncio.wait_for(replies, 30) == GL_SACK * sent
+    finally:
+        writer.close()
