@@ -175,24 +175,9 @@ class GroupCommitWriter:
         self._enqueue(item, functools.partial(_settle, future))
         await future
 
-    def submit_future(self, item: IngestItem) -> asyncio.Future[None]:
-        """`submit` as a future, for callers that queue acks without awaiting each one.
-
-        Futures are queued in call order. Below `max_pending` no task is created; at the
-        bound, a task waits for room.
-        """
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self._closing:
-            future.set_exception(WriterClosed("the store writer is closed"))
-            return future
-        if self._pending < self.max_pending:
-            self._enqueue(item, functools.partial(_settle, future))
-            return future
-        return asyncio.ensure_future(self.submit(item))
-
     def submit_nowait(self, item: IngestItem, done: Done) -> None:
         """Queue `item` and call `done(None)` once it is committed (`done(error)` if it never
-        will be). The hot path of the TCP transport: no future, no task per frame.
+        will be). The hot path of the transports: no future, no task per frame.
 
         Never waits: a caller that can pause its input checks `saturated` after submitting and
         resumes on `call_when_room`, which keeps what is pending near `max_pending`.
