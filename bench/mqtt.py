@@ -75,13 +75,15 @@ def frames(devices: int, messages: int) -> list[tuple[str, bytes]]:
 
 
 async def _publish(host: str, port: int, topic_prefix: str, stream: list[tuple[str, bytes]],
-                   first: list[bytes]) -> None:
+                   first: list[bytes], go: Any) -> None:
     async with aiomqtt.Client(host, port, protocol=aiomqtt.ProtocolVersion.V5,
                               max_inflight_messages=1000) as client:
         client.pending_calls_threshold = 10_000
         for payload in first:  # one heartbeat per device before the stream (registration)
             imei = payload.split(b",")[2].decode()
             await client.publish(f"{topic_prefix}/{imei}/up", payload, qos=1)
+        if go is not None:  # the devices are being bound: the stream starts when they are
+            await asyncio.to_thread(go.wait)
         pending: set[asyncio.Task[None]] = set()
         for imei, payload in stream:
             task = asyncio.create_task(
@@ -95,19 +97,20 @@ async def _publish(host: str, port: int, topic_prefix: str, stream: list[tuple[s
 
 
 def publisher(host: str, port: int, topic_prefix: str, devices: int, messages: int,
-              heartbeats: bool) -> None:
+              go: Any) -> None:
     stream = frames(devices, messages)
     first = [get_codec("gl300").device(imei).heartbeat() for imei in imeis(devices)] \
-        if heartbeats else []
-    run(_publish(host, port, topic_prefix, stream, first))
+        if go is not None else []
+    run(_publish(host, port, topic_prefix, stream, first, go))
 
 
-def start_publisher(args: argparse.Namespace, topic_prefix: str, heartbeats: bool
+def start_publisher(args: argparse.Namespace, topic_prefix: str, go: Any = None
                     ) -> multiprocessing.Process:
+    """The publisher process. With `go` (an Event), it first sends one heartbeat per device
+    (registration) and starts the stream once `go` is set."""
     host, port = args.broker.split(":")
     process = multiprocessing.get_context("spawn").Process(
-        target=publisher, args=(host, int(port), topic_prefix, args.devices, args.messages,
-                                heartbeats))
+        target=publisher, args=(host, int(port), topic_prefix, args.devices, args.messages, go))
     process.start()
     return process
 
@@ -117,7 +120,7 @@ async def bare(args: argparse.Namespace) -> float:
     topic_prefix = f"bench-{uuid.uuid4().hex[:8]}/trackers"
     async with aiomqtt.Client(host, int(port), protocol=aiomqtt.ProtocolVersion.V5) as client:
         await client.subscribe(f"{topic_prefix}/+/up/#", qos=1)
-        process = start_publisher(args, topic_prefix, heartbeats=False)
+        process = start_publisher(args, topic_prefix)
         received = 0
         started = last = 0.0
         messages = aiter(client.messages)
@@ -158,7 +161,8 @@ async def gateway_rate(args: argparse.Namespace, url: str) -> float:
         while gateway.mqtt.state != "up":
             await asyncio.sleep(0.01)
         # Registration: one heartbeat per device, then every device is bound.
-        process = start_publisher(args, topic_prefix, heartbeats=True)
+        go = multiprocessing.get_context("spawn").Event()
+        process = start_publisher(args, topic_prefix, go)
         for imei in imeis(args.devices):
             while True:
                 try:
@@ -166,6 +170,7 @@ async def gateway_rate(args: argparse.Namespace, url: str) -> float:
                     break
                 except queries.DeviceNotFound:
                     await asyncio.sleep(0.01)
+        go.set()
         accepted = gateway.mqtt.messages.labels("accepted")
         # Each message is one frame, so one committed item: heartbeats, then the positions.
         target = args.devices + args.messages
