@@ -37,7 +37,7 @@ import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Protocol, cast
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import aiomqtt
@@ -50,7 +50,7 @@ from gateway.metrics import Metrics
 from gateway.session import DeviceSession, TokenBucket
 from gateway.store.database import Database
 from gateway.store.ingest import IngestItem
-from gateway.store.writer import ItemRejected
+from gateway.store.writer import ItemRejected, ItemStore
 from protocols import (
     PROTOCOLS,
     Alarm,
@@ -66,12 +66,6 @@ log = logging.getLogger("gateway.mqtt")
 
 OnStored = Callable[[IngestItem], None]
 
-
-class ItemStore(Protocol):
-    """Where frames go: the group-commit writer (`submit_nowait` calls `done` once settled)."""
-
-    def submit_nowait(self, item: IngestItem, done: Callable[[BaseException | None], None],
-                      ) -> None: ...
 
 #: Device sessions kept (least recently used are forgotten beyond this).
 MAX_SESSIONS = 100_000

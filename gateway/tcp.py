@@ -17,12 +17,13 @@ import asyncio
 import logging
 from collections import Counter, deque
 from collections.abc import Callable
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 from gateway.config import TcpSettings
 from gateway.metrics import Metrics
 from gateway.session import DeviceSession, TokenBucket
 from gateway.store.ingest import IngestItem
+from gateway.store.writer import ItemStore
 from protocols import PROTOCOLS, DecodeOptions, Discarded, Reply, UnknownProtocol, detect, get_codec
 from protocols.framing import BoundedFramer
 
@@ -35,18 +36,6 @@ DETECT_MAX_BYTES = 64
 
 #: Called with an item once it is committed (the device-signal hook of activation).
 OnStored = Callable[[IngestItem], None]
-
-
-class ItemStore(Protocol):
-    """Where a connection's items go: the group-commit writer."""
-
-    def submit_nowait(self, item: IngestItem, done: Callable[[BaseException | None], None],
-                      ) -> None: ...
-
-    @property
-    def saturated(self) -> bool: ...
-
-    def call_when_room(self, callback: Callable[[], None]) -> None: ...
 
 
 class TcpServer:

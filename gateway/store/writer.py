@@ -26,6 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from gateway.store.database import Database, is_transient_error
 from gateway.store.ingest import BatchResult, IngestItem, write_batch
@@ -58,6 +59,17 @@ class WriterStats:
 
 #: Told once whether an item was committed: None when it was, else the error.
 Done = Callable[[BaseException | None], None]
+
+
+class ItemStore(Protocol):
+    """What the transports need of the writer (GroupCommitWriter is the one implementation)."""
+
+    def submit_nowait(self, item: IngestItem, done: Done) -> None: ...
+
+    @property
+    def saturated(self) -> bool: ...
+
+    def call_when_room(self, callback: Callable[[], None]) -> None: ...
 
 
 @dataclass(slots=True)
