@@ -92,6 +92,11 @@ class Gateway:
             concurrency = settings.database.batch_concurrency
             self._writer_db = Database.create(
                 settings.database.url, pool_size=concurrency, max_overflow=0, pre_ping=False)
+        elif self.db.is_file:
+            # One connection for every batch: its page cache stays valid from one commit to
+            # the next. Batches spread over a pool's connections made each re-read the pages
+            # the previous one had written on another connection.
+            self._writer_db = Database.create(settings.database.url, pool_size=1, max_overflow=0)
         else:
             self._writer_db = self.db
         self.writer = GroupCommitWriter(

@@ -116,5 +116,8 @@ class DeviceSession:
         )
         if rejected is not None:
             return FrameOutcome(item, (), rejected.reason, "decode_error")
-        positions = sum(1 for event in decoded.events if isinstance(event, Position))
+        positions = 0
+        for event in decoded.events:  # a loop: a generator cost more than the count (hot path)
+            if isinstance(event, Position):
+                positions += 1
         return FrameOutcome(item, decoded.replies, None, None, positions)

@@ -84,6 +84,11 @@ class Database:
     def url(self) -> URL:
         return self.engine.url
 
+    @property
+    def is_file(self) -> bool:
+        """True for a SQLite file (another engine on the same URL sees the same data)."""
+        return self.dialect == "sqlite" and _sqlite_file(self.engine.url) is not None
+
     @classmethod
     def create(
         cls,
@@ -119,6 +124,7 @@ class Database:
             path = _sqlite_file(parsed)
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
+                kwargs.update(pool_size=pool_size, max_overflow=max_overflow)
             # Our own busy_timeout pragma governs lock waits; the driver's own timeout must not
             # cut it short.
             kwargs["connect_args"] = {"timeout": max(sqlite_busy_timeout_ms / 1000, 0.001)}

@@ -1,10 +1,10 @@
 """The write path: what the transports received, stored in one transaction per batch.
 
 `write_batch` merges the items of a batch per device in Python, then issues one bulk statement
-per table: no ORM object and no round trip per row, so a batch of a thousand frames costs four
-or five statements and one commit. The statements are built with SQLAlchemy Core, compiled once,
-and run with plain values (`exec_driver_sql`): executemany on SQLite; on PostgreSQL each column
-is sent as one array and the rows are made server-side by `unnest`
+per table: no ORM object and no round trip per row, so a batch of a thousand frames costs a
+few statements and one commit. The statements are built with SQLAlchemy Core, compiled once, and
+run with plain values (`exec_driver_sql`): up to 256 rows per INSERT on SQLite; on PostgreSQL
+each column is sent as one array and the rows are made server-side by `unnest`
 (`INSERT ... SELECT * FROM unnest($1::bigint[], ...)`), so a statement has a dozen parameters
 instead of 13,000 and asyncpg encodes them in C.
 
@@ -16,8 +16,8 @@ ON CONFLICT DO NOTHING; only the diagnostic frame ring may show such a frame twi
 
 from __future__ import annotations
 
+import itertools
 import json
-import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -94,42 +94,47 @@ class BatchResult:
     frames_stored: int = 0
 
 
-@dataclass(slots=True)
-class _Fix:
-    """A position to store, with where it came from."""
-
-    position: Position
-    received_at: datetime
-    alarm: str | None = None
+#: A value as the dialect's driver takes it: SQLite text for a datetime (`_sqlite_time`),
+#: the datetime itself for asyncpg.
+TimeValue = Callable[[datetime], Any]
+#: One row of a bulk statement, its values in the order of the statement's columns.
+Row = tuple[Any, ...]
 
 
 @dataclass(slots=True)
 class _DeviceBatch:
-    """Everything a batch holds for one device, merged."""
+    """Everything a batch holds for one device, merged.
+
+    `fixes` maps fix_time to (position, received_at as the driver takes it, alarm or None);
+    `frames` holds (received_at, raw, remote_addr, result) per frame, in arrival order.
+    """
 
     imei: str
     protocol: str
     remote_addr: str | None
     first_seen: datetime
     last_seen: datetime
-    fixes: dict[datetime, _Fix] = field(default_factory=dict)
+    fixes: dict[datetime, tuple[Position, Any, str | None]] = field(default_factory=dict)
     duplicates: int = 0
     latest_fix: Position | None = None
-    alarms: dict[tuple[str, datetime], dict[str, Any]] = field(default_factory=dict)
+    alarms: dict[tuple[str, datetime], tuple[Alarm, datetime, Any]] = field(
+        default_factory=dict)
     alarm_duplicates: int = 0
-    frames: list[dict[str, Any]] = field(default_factory=list)
+    frames: list[Row] = field(default_factory=list)
 
 
 def _aware(value: datetime, what: str) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
+    if value.tzinfo is not UTC and (value.tzinfo is None or value.utcoffset() is None):
         raise ValueError(f"{what} {value!r} is naive: events must carry aware UTC datetimes")
     return value
 
 
-def _merge(items: Iterable[IngestItem]) -> dict[str, _DeviceBatch]:
+def _merge(items: Iterable[IngestItem], time: TimeValue) -> dict[str, _DeviceBatch]:
     devices: dict[str, _DeviceBatch] = {}
     for item in items:
         received = _aware(item.received_at, "received_at")
+        # Converted once per item: its position, alarm and frame rows share it.
+        received_value = time(received)
         acc = devices.get(item.device_id)
         if acc is None:
             acc = devices[item.device_id] = _DeviceBatch(
@@ -143,59 +148,52 @@ def _merge(items: Iterable[IngestItem]) -> dict[str, _DeviceBatch]:
             acc.protocol = item.protocol
             if item.remote_addr is not None:
                 acc.remote_addr = item.remote_addr
-            acc.first_seen = min(acc.first_seen, received)
-            acc.last_seen = max(acc.last_seen, received)
+            if received < acc.first_seen:
+                acc.first_seen = received
+            if received > acc.last_seen:
+                acc.last_seen = received
         reason = item.rejected_reason
         for event in item.events:
             if isinstance(event, Position):
-                _add_fix(acc, _Fix(event, received))
+                _add_fix(acc, event, received_value, None)
             elif isinstance(event, Alarm):
-                _add_alarm(acc, event, received)
+                _add_alarm(acc, event, received, received_value)
             elif isinstance(event, Rejected) and reason is None:
                 reason = event.reason
-        acc.frames.append({
-            "received_at": received,
-            "raw": item.raw,
-            "remote_addr": item.remote_addr,
-            "result": "ok" if reason is None else f"rejected: {reason}",
-        })
+        acc.frames.append((received_value, item.raw, item.remote_addr,
+                           "ok" if reason is None else f"rejected: {reason}"))
     return devices
 
 
-def _add_fix(acc: _DeviceBatch, fix: _Fix) -> None:
-    fix_time = _aware(fix.position.fix_time, "fix_time")
+def _add_fix(acc: _DeviceBatch, position: Position, received: Any, alarm: str | None) -> None:
+    fix_time = _aware(position.fix_time, "fix_time")
     if fix_time in acc.fixes:
         acc.duplicates += 1
     else:
-        acc.fixes[fix_time] = fix
-    if acc.latest_fix is None or fix_time > acc.latest_fix.fix_time:
-        acc.latest_fix = fix.position
+        acc.fixes[fix_time] = (position, received, alarm)
+    latest = acc.latest_fix
+    if latest is None or fix_time > latest.fix_time:
+        acc.latest_fix = position
 
 
-def _add_alarm(acc: _DeviceBatch, alarm: Alarm, received: datetime) -> None:
+def _add_alarm(acc: _DeviceBatch, alarm: Alarm, received: datetime, received_value: Any) -> None:
     position = alarm.position
     if position is not None:
         # The fix an alarm frame carried is a position like any other (it is acknowledged
         # with the alarm and the device will not send it again).
-        _add_fix(acc, _Fix(position, received, alarm=alarm.alarm.value))
+        _add_fix(acc, position, received_value, alarm.alarm.value)
     event_time = alarm.event_time or (position.fix_time if position else None) or received
     key = (alarm.alarm.value, _aware(event_time, "event_time"))
     if key in acc.alarms:
         acc.alarm_duplicates += 1
         return
-    acc.alarms[key] = {
-        "alarm_type": alarm.alarm.value,
-        "raw_code": alarm.raw_code,
-        "event_time": event_time,
-        "lat": position.lat if position else None,
-        "lon": position.lon if position else None,
-        "received_at": received,
-    }
+    acc.alarms[key] = (alarm, event_time, received_value)
 
 
-#: The columns each bulk statement writes, with their kinds: a datetime (`_TIMESTAMP`) is
-#: sent as text on SQLite, a JSON value (None) as JSON text; the rest is passed as it is.
-#: On PostgreSQL they are also the element types of the arrays given to `unnest`.
+#: The columns each bulk statement writes, in the order of the values of its rows, with their
+#: kinds: a datetime (`_TIMESTAMP`) goes as text on SQLite, a JSON value (None) as JSON text;
+#: the rest is passed as it is. On PostgreSQL they are also the element types of the arrays
+#: given to `unnest`.
 _TIMESTAMP = DateTime(timezone=True)
 _DEVICE_TYPES: dict[str, TypeEngine[Any] | None] = {
     "imei": Text(), "protocol": Text(), "state": Text(), "first_seen": _TIMESTAMP,
@@ -220,73 +218,95 @@ _FRAME_TYPES: dict[str, TypeEngine[Any] | None] = {
 }
 
 
-def _sqlite_time(value: datetime | None) -> str | None:
+def _sqlite_time(value: datetime) -> str:
     """A datetime as the store keeps it on SQLite (see models.UTCDateTime): naive UTC text in
     one fixed format, microseconds always written."""
-    if value is None:
-        return None
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
     # "YYYY-MM-DD HH:MM:SS.ffffff+00:00" without its offset: one call per value (a hot path).
     return value.isoformat(" ", "microseconds")[:-6]
 
 
+def _same_time(value: datetime) -> datetime:
+    return value
+
+
 def _json_text(value: Any) -> str | None:
     return None if value is None else json.dumps(value)
 
 
+#: Most rows in one SQLite statement: 256 rows of 13 values stay far below SQLite's limit of
+#: 32,766 parameters (since 3.32).
+SQLITE_ROWS_PER_STATEMENT = 256
+
+
 @dataclass(frozen=True, slots=True)
 class _Bulk:
-    """One bulk statement as driver SQL, and how to turn row dicts into its parameters.
+    """One bulk statement as driver SQL, and how its rows reach the driver.
 
     The statements are built with SQLAlchemy Core and compiled once; each batch then goes to
     the driver as plain values (`exec_driver_sql`). SQLAlchemy's per-value bind processing
-    cost more than the database work itself at a few thousand rows per second.
+    cost more than the database work itself at a few thousand rows per second, and so did
+    building a dict per row: rows are tuples made in the statement's column order, with their
+    values already as the driver takes them (see `TimeValue`).
 
-    SQLite: rows go as tuples (executemany, one call into the driver's thread).
+    SQLite: `INSERT ... VALUES (...), (...), ...` with up to `SQLITE_ROWS_PER_STATEMENT` rows
+    per statement (the text for each row count is made once). executemany would step once per
+    row, and the driver's thread takes Python's GIL back after every step: under load that
+    was hundreds of hand-overs per batch with the event loop's thread, which stalled it more
+    than the database work cost.
     PostgreSQL: `INSERT ... SELECT * FROM unnest(<one array per column>)`: a dozen parameters
     per statement whatever the number of rows, encoded by asyncpg in C.
     """
 
     sql: str
-    keys: tuple[str, ...]
-    convert: tuple[Callable[[Any], Any] | None, ...]
     postgresql: bool
+    #: SQLite: the text before and after the one VALUES group of `sql`, and that group.
+    head: str = ""
+    group: str = ""
+    tail: str = ""
+    #: SQLite: the statement for n rows, made when first needed.
+    texts: dict[int, str] = field(default_factory=dict)
 
-    def params(self, rows: list[dict[str, Any]]) -> Any:
+    def params(self, rows: list[Row]) -> Any:
+        """PostgreSQL: the rows as one list per column (the arrays given to unnest)."""
+        return tuple(list(column) for column in zip(*rows, strict=True))
+
+    def text(self, count: int) -> str:
+        text = self.texts.get(count)
+        if text is None:
+            text = self.texts[count] = (
+                self.head + ", ".join([self.group] * count) + self.tail)
+        return text
+
+    async def run(self, conn: AsyncConnection, rows: list[Row]) -> int:
+        """Write `rows`; return how many the database reports changed (inserted for an
+        INSERT ... ON CONFLICT DO NOTHING)."""
         if self.postgresql:
-            return tuple(
-                [row[key] for row in rows] if convert is None
-                else [convert(row[key]) for row in rows]
-                for key, convert in zip(self.keys, self.convert, strict=True))
-        values = operator.itemgetter(*self.keys)
-        converted = [(index, convert) for index, convert in enumerate(self.convert)
-                     if convert is not None]
-        if not converted:
-            return [values(row) for row in rows]
-        out = []
-        for row in rows:
-            params = list(values(row))
-            for index, convert in converted:
-                params[index] = convert(params[index])
-            out.append(tuple(params))
-        return out
+            result = await conn.exec_driver_sql(self.sql, self.params(rows))
+            return int(result.rowcount)
+        changed = 0
+        for start in range(0, len(rows), SQLITE_ROWS_PER_STATEMENT):
+            chunk = rows[start:start + SQLITE_ROWS_PER_STATEMENT]
+            result = await conn.exec_driver_sql(
+                self.text(len(chunk)), tuple(itertools.chain.from_iterable(chunk)))
+            changed += int(result.rowcount)
+        return changed
 
 
 def _bulk(dialect: Dialect, stmt: Any, types: dict[str, TypeEngine[Any] | None]) -> _Bulk:
     compiled = stmt.compile(dialect=dialect, column_keys=list(types))
     keys = tuple(compiled.positiontup or ())
-    postgresql_ = dialect.name == "postgresql"
-    convert: list[Callable[[Any], Any] | None] = []
-    for key in keys:
-        kind = types[key]
-        if kind is None:
-            convert.append(_json_text)
-        elif kind is _TIMESTAMP and not postgresql_:
-            convert.append(_sqlite_time)
-        else:
-            convert.append(None)
-    return _Bulk(str(compiled), keys, tuple(convert), postgresql_)
+    if keys != tuple(types):  # the row builders below rely on this order
+        raise AssertionError(f"{stmt.table.name}: parameters {keys} are not {tuple(types)}")
+    sql = str(compiled)
+    if dialect.name == "postgresql":
+        return _Bulk(sql, True)
+    group = "(" + ", ".join(["?"] * len(keys)) + ")"
+    head, found, tail = sql.partition(" VALUES " + group)
+    if not found or group in tail:
+        raise AssertionError(f"{stmt.table.name}: no single VALUES group in {sql!r}")
+    return _Bulk(sql, False, head + " VALUES ", group, tail)
 
 
 def _bulk_source(
@@ -367,12 +387,6 @@ def _statements(dialect: Dialect) -> _Statements:
     return statements
 
 
-async def _insert_counted(conn: AsyncConnection, bulk: _Bulk, rows: list[dict[str, Any]]) -> int:
-    """Run an INSERT ... ON CONFLICT DO NOTHING; return how many rows it inserted."""
-    result = await conn.exec_driver_sql(bulk.sql, bulk.params(rows))
-    return int(result.rowcount)
-
-
 async def write_batch(
     db: Database, items: Sequence[IngestItem], frames_per_device: int
 ) -> BatchResult:
@@ -388,42 +402,41 @@ async def write_batch(
         raise ValueError("frames_per_device must be >= 0")
     if not items:
         return BatchResult()
-    merged = _merge(items)
+    statements = _statements(db.engine.dialect)
+    time = _same_time if statements.devices.postgresql else _sqlite_time
+    merged = _merge(items, time)
     # A fixed order of device rows: two gateway processes writing the same devices lock them in
     # the same order and cannot deadlock.
     batches = [merged[imei] for imei in sorted(merged)]
 
-    device_rows = []
+    state = DeviceState.UNCLAIMED.value
+    device_rows: list[Row] = []
     for acc in batches:
         fix = acc.latest_fix
-        device_rows.append({
-            "imei": acc.imei,
-            "protocol": acc.protocol,
-            "state": DeviceState.UNCLAIMED.value,
-            "first_seen": acc.first_seen,
-            "last_seen": acc.last_seen,
-            "remote_addr": acc.remote_addr,
-            "last_fix_time": fix.fix_time if fix else None,
-            "last_lat": fix.lat if fix else None,
-            "last_lon": fix.lon if fix else None,
-            "last_speed_kmh": fix.speed_kmh if fix else None,
-            "last_course_deg": fix.course_deg if fix else None,
-            "last_valid": fix.valid if fix else None,
-            "frame_seq": len(acc.frames) if frames_per_device else 0,
-        })
+        frame_count = len(acc.frames) if frames_per_device else 0
+        first_seen, last_seen = time(acc.first_seen), time(acc.last_seen)
+        if fix is None:
+            device_rows.append((acc.imei, acc.protocol, state, first_seen, last_seen,
+                                acc.remote_addr, None, None, None, None, None, None,
+                                frame_count))
+        else:
+            device_rows.append((acc.imei, acc.protocol, state, first_seen, last_seen,
+                                acc.remote_addr, time(fix.fix_time), fix.lat, fix.lon,
+                                fix.speed_kmh, fix.course_deg, fix.valid, frame_count))
 
-    statements = _statements(db.engine.dialect)
     async with db.begin() as conn:
         upsert = statements.devices
-        result = await conn.exec_driver_sql(upsert.sql, upsert.params(device_rows))
-        if statements.device_ids is not None:
+        if statements.device_ids is None:  # PostgreSQL: the upsert returns the rows
+            result = await conn.exec_driver_sql(upsert.sql, upsert.params(device_rows))
+        else:
+            await upsert.run(conn, device_rows)
             result = await conn.exec_driver_sql(
                 statements.device_ids, (json.dumps([acc.imei for acc in batches]),))
         by_imei = {row.imei: row for row in result.all()}
 
-        position_rows: list[dict[str, Any]] = []
-        alarm_rows: list[dict[str, Any]] = []
-        frame_rows: list[dict[str, Any]] = []
+        position_rows: list[Row] = []
+        alarm_rows: list[Row] = []
+        frame_rows: list[Row] = []
         unbound = 0
         for acc in batches:
             row = by_imei[acc.imei]
@@ -431,21 +444,22 @@ async def write_batch(
             if binding_id is None:
                 unbound += len(acc.fixes)
             else:
-                position_rows.extend(_position_row(device_id, binding_id, fix)
+                position_rows.extend(_position_row(device_id, binding_id, fix, time)
                                      for fix in acc.fixes.values())
-            for alarm in acc.alarms.values():
-                alarm_rows.append({**alarm, "device_id": device_id, "binding_id": binding_id})
+            for alarm, event_time, received in acc.alarms.values():
+                position = alarm.position
+                alarm_rows.append((
+                    device_id, binding_id, alarm.alarm.value, alarm.raw_code, time(event_time),
+                    position.lat if position else None, position.lon if position else None,
+                    received))
             if frames_per_device:
                 frame_rows.extend(_ring_rows(device_id, row.frame_seq, acc.frames,
                                              frames_per_device))
 
-        stored = await _insert_counted(conn, statements.positions, position_rows) \
-            if position_rows else 0
-        alarms_stored = await _insert_counted(conn, statements.alarms, alarm_rows) \
-            if alarm_rows else 0
+        stored = await statements.positions.run(conn, position_rows) if position_rows else 0
+        alarms_stored = await statements.alarms.run(conn, alarm_rows) if alarm_rows else 0
         if frame_rows:
-            frames = statements.frames
-            await conn.exec_driver_sql(frames.sql, frames.params(frame_rows))
+            await statements.frames.run(conn, frame_rows)
 
     return BatchResult(
         items=len(items),
@@ -461,31 +475,19 @@ async def write_batch(
     )
 
 
-def _position_row(device_id: int, binding_id: int, fix: _Fix) -> dict[str, Any]:
-    p = fix.position
-    attributes: dict[str, Any] = dict(p.attributes)
-    if fix.alarm is not None:
-        attributes["alarm"] = fix.alarm
-    return {
-        "device_id": device_id,
-        "binding_id": binding_id,
-        "fix_time": p.fix_time,
-        "received_at": fix.received_at,
-        "lat": p.lat,
-        "lon": p.lon,
-        "valid": p.valid,
-        "speed_kmh": p.speed_kmh,
-        "course_deg": p.course_deg,
-        "altitude_m": p.altitude_m,
-        "satellites": p.satellites,
-        "hdop": p.hdop,
-        "attributes": attributes or None,
-    }
+def _position_row(device_id: int, binding_id: int,
+                  fix: tuple[Position, Any, str | None], time: TimeValue) -> Row:
+    p, received, alarm = fix
+    attributes = None
+    if alarm is not None:
+        attributes = json.dumps({**p.attributes, "alarm": alarm})
+    elif p.attributes:
+        attributes = json.dumps(dict(p.attributes))  # may be a read-only mapping
+    return (device_id, binding_id, time(p.fix_time), received, p.lat, p.lon, p.valid,
+            p.speed_kmh, p.course_deg, p.altitude_m, p.satellites, p.hdop, attributes)
 
 
-def _ring_rows(
-    device_id: int, seq_after: int, frames: list[dict[str, Any]], size: int
-) -> list[dict[str, Any]]:
+def _ring_rows(device_id: int, seq_after: int, frames: list[Row], size: int) -> list[Row]:
     """Ring slots for a device's frames of this batch; `seq_after` is its frame count after it.
 
     Only the last `size` frames are written: older ones would be overwritten in the same
@@ -494,10 +496,8 @@ def _ring_rows(
     first_seq = seq_after - len(frames) + 1
     kept = frames[-size:]
     first_kept = first_seq + len(frames) - len(kept)
-    return [
-        {**frame, "device_id": device_id, "seq": seq, "slot": seq % size}
-        for seq, frame in enumerate(kept, start=first_kept)
-    ]
+    return [(device_id, seq % size, seq, *frame)
+            for seq, frame in enumerate(kept, start=first_kept)]
 
 
 async def trim_frame_rings(db: Database, frames_per_device: int) -> int:

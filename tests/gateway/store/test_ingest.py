@@ -144,6 +144,19 @@ async def test_duplicates_are_stored_once(db: Database) -> None:
     assert await count_positions(db, device) == 3
 
 
+
+async def test_counts_add_up_over_a_large_batch(db: Database) -> None:
+    # More rows than one SQLite statement carries (256): what each statement inserted adds up.
+    device = imei(1)
+    await write_batch(db, [item(device)], 20)
+    await bind_device(db, device, "alice@example.org")
+    await write_batch(db, [fix_item(device, s) for s in range(100)], 20)
+    batch = [fix_item(device, s) for s in range(300)] * 2
+    result = await write_batch(db, batch, 20)
+    assert (result.positions_stored, result.positions_duplicate) == (200, 400)
+    assert await count_positions(db, device) == 300
+    assert await scalar(db, "SELECT count(*) FROM device_frames") == 20
+
 async def test_release_and_rebind_separate_histories(db: Database) -> None:
     device = imei(1)
     await write_batch(db, [item(device)], 20)
