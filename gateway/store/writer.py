@@ -139,9 +139,7 @@ class GroupCommitWriter:
         self._slots = asyncio.Semaphore(concurrency)
         self._batches: set[asyncio.Task[None]] = set()
         self._pending = 0
-        # Backpressure: set while fewer than max_pending items are pending.
-        self._space = asyncio.Event()
-        self._space.set()
+        # Backpressure: called back (from the loop) once fewer than max_pending items pend.
         self._room_waiters: list[Callable[[], None]] = []
         self._wakeup = asyncio.Event()
         self._full = asyncio.Event()
@@ -179,8 +177,9 @@ class GroupCommitWriter:
                 raise WriterClosed("the store writer is closed")
             if self._pending < self.max_pending:
                 break
-            self._space.clear()
-            await self._space.wait()
+            room: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self.call_when_room(functools.partial(_settle, room, None))
+            await room
         # If the submitter is cancelled (its connection closed), the item is still written:
         # the future is just cancelled, and the writer skips setting it.
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -375,12 +374,10 @@ class GroupCommitWriter:
         except Exception:  # a transport's bug must not stop the other items' acks
             log.exception("store writer: completion callback failed")
         self._pending -= 1
-        if self._pending < self.max_pending:
-            self._space.set()
-            if self._room_waiters:
-                waiters, self._room_waiters = self._room_waiters, []
-                loop = asyncio.get_running_loop()
-                for callback in waiters:
-                    loop.call_soon(callback)
+        if self._pending < self.max_pending and self._room_waiters:
+            waiters, self._room_waiters = self._room_waiters, []
+            loop = asyncio.get_running_loop()
+            for callback in waiters:
+                loop.call_soon(callback)
         if self._pending == 0:
             self._idle.set()
