@@ -231,8 +231,8 @@ def _same_time(value: datetime) -> datetime:
     return value
 
 
-def _json_text(value: Any) -> str | None:
-    return None if value is None else json.dumps(value)
+#: Attributes as JSON text (compact; they come from the decoders, which never make cycles).
+_attributes_json = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
 
 
 #: Most rows in one SQLite statement: 256 rows of 13 values stay far below SQLite's limit of
@@ -480,9 +480,10 @@ def _position_row(device_id: int, binding_id: int,
     p, received, alarm = fix
     attributes = None
     if alarm is not None:
-        attributes = json.dumps({**p.attributes, "alarm": alarm})
+        attributes = _attributes_json({**p.attributes, "alarm": alarm})
     elif p.attributes:
-        attributes = json.dumps(dict(p.attributes))  # may be a read-only mapping
+        values = p.attributes  # a dict, or a read-only mapping the encoder does not take
+        attributes = _attributes_json(values if type(values) is dict else dict(values))
     return (device_id, binding_id, time(p.fix_time), received, p.lat, p.lon, p.valid,
             p.speed_kmh, p.course_deg, p.altitude_m, p.satellites, p.hdop, attributes)
 
