@@ -36,6 +36,7 @@ import argparse
 import asyncio
 import contextlib
 import multiprocessing
+import random
 import shutil
 import socket
 import statistics
@@ -133,7 +134,8 @@ def start_publisher(args: argparse.Namespace, topic_prefix: str, go: Any = None
     host, port = args.broker.split(":")
     process = multiprocessing.get_context("spawn").Process(
         target=publisher,
-        args=(host, int(port), topic_prefix, args.devices, args.messages, args.first_imei, go))
+        args=(host, int(port), topic_prefix, args.devices, args.messages, args.first_imei, go),
+        daemon=True)  # a phase that fails must not wait forever for its publisher on exit
     process.start()
     return process
 
@@ -359,12 +361,15 @@ def main() -> int:
     args = parser.parse_args()
     broker = None
     results: list[tuple[Rate, Rate]] = []
+    base = random.randrange(10**11 // args.devices) * args.devices
     with tempfile.TemporaryDirectory() as tmp:
         if not args.broker:
             broker, args.broker = start_broker(args.messages, Path(tmp))
         try:
             for n in range(args.rounds):
-                args.first_imei = n * args.devices  # new devices each round (they get bound)
+                # New devices each round and each run: they get bound, and a PostgreSQL
+                # database keeps the devices of earlier runs.
+                args.first_imei = base + n * args.devices
                 bare_rate = in_process("bare", args, "")
                 if args.dialect == "sqlite":
                     url = f"sqlite+aiosqlite:///{Path(tmp) / f'bench-{n}.db'}"
