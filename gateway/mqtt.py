@@ -332,7 +332,7 @@ class MqttTransport:
     def _handle(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
         topic = message.topic.value
         payload = message.payload
-        if type(payload) is not bytes and not isinstance(payload, bytes | bytearray):
+        if not isinstance(payload, bytes | bytearray):
             payload = str(payload if payload is not None else "").encode()
         device, protocol, problem = self._parse_topic(topic)
         if problem is None and not payload:
