@@ -15,7 +15,10 @@ and counts the `+SACK:<count>$` acknowledgements. It prints:
   the connection ramp (5,000 devices connecting at 2,000/s, each logging in);
 - gateway RSS per idle connection (--idle connections that sent one heartbeat each);
 - the same load against a bare asyncio server that only splits frames and acknowledges them
-  at once, measured in the same run: the ceiling, with the gateway's ratio to it.
+  at once, measured in the same run: the ceiling, with the gateway's ratio to it;
+- the store alone on the same database (`bench/store.py`): positions per second through
+  write_batch and through the bare driver inserting position rows only, without network and
+  decoding: how much of the ceiling any gateway that commits before it acknowledges could reach.
 
 Targets on a 2-core machine: 20,000 positions/s to PostgreSQL, at least half the ceiling,
 p99 ack latency under 100 ms at 5,000 positions/s, idle connections under 20 KB each.
@@ -44,6 +47,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.store import DEVICES, driver_rate, store_rate
 from protocols import Fix, get_codec
 from protocols.imei import complete_imei
 
@@ -449,7 +453,13 @@ def bench_dialect(name: str, url: str, args: argparse.Namespace, workdir: Path) 
         idle.join()
     finally:
         gateway.stop()
+    # The store alone on the same database (other devices): what write_batch and the bare
+    # driver take without network and decoding (see bench/store.py).
+    store = asyncio.run(store_rate(url, first_device=900_000))
+    driver = asyncio.run(driver_rate(url, first_device=900_000 + DEVICES))
     return {
+        "store": store,
+        "driver": driver,
         "rate": full.acked / full.seconds,
         "p50": percentile(full.latencies_ms, 50),
         "p99": percentile(full.latencies_ms, 99),
@@ -519,6 +529,10 @@ def main() -> int:
               f"p99 {r['paced_steady_p99']:.1f} ms once all devices are online "
               f"(whole run with the connection ramp: p50 {r['paced_p50']:.1f} ms "
               f"p99 {r['paced_p99']:.1f} ms); idle connection {r['idle_kb']:.1f} KB")
+        print(f"  the store alone on this database: write_batch {r['store']:,.0f} positions/s "
+              f"(the gateway reaches {r['rate'] / r['store']:.0%} of it), the bare driver "
+              f"inserting position rows only {r['driver']:,.0f}/s "
+              f"({r['driver'] / ceiling_rate:.0%} of the ceiling)")
         if name == "postgresql":
             checks = {
                 ">= 20,000 positions/s": r["rate"] >= 20_000,
