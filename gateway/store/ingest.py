@@ -329,8 +329,9 @@ def _bulk_source(
 class _Statements:
     #: The device upsert; on PostgreSQL it returns (id, imei, current_binding_id, frame_seq).
     devices: _Bulk
-    #: SQLite: (id, imei, current_binding_id, frame_seq) of the devices named in a JSON array
-    #: (executemany cannot return rows there). None on PostgreSQL.
+    #: SQLite: (id, imei, current_binding_id, frame_seq) of the devices named in a JSON array,
+    #: read after the upsert (RETURNING needs SQLite 3.35, newer than some systems ship). None
+    #: on PostgreSQL.
     device_ids: str | None
     positions: _Bulk
     alarms: _Bulk
