@@ -47,7 +47,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.store import DEVICES, driver_rate, store_rate
+from bench.store import DEVICES, driver_rate, scratch_pg, store_rate
 from protocols import Fix, get_codec
 from protocols.imei import complete_imei
 
@@ -397,19 +397,6 @@ async def _count_positions(url: str) -> int:
         await db.dispose()
 
 
-async def _pg_database(admin_dsn: str, create: bool, name: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        if create:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        else:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -511,7 +498,7 @@ def main() -> int:
         if name == "sqlite":
             url = f"sqlite+aiosqlite:///{workdir / 'gateway.db'}"
         else:
-            asyncio.run(_pg_database(args.pg, True, pg_name))
+            asyncio.run(scratch_pg(args.pg, True, pg_name))
             from sqlalchemy.engine import make_url
 
             url = make_url(args.pg).set(drivername="postgresql+asyncpg", database=pg_name) \
@@ -520,7 +507,7 @@ def main() -> int:
             r = bench_dialect(name, url, args, workdir)
         finally:
             if name == "postgresql":
-                asyncio.run(_pg_database(args.pg, False, pg_name))
+                asyncio.run(scratch_pg(args.pg, False, pg_name))
             shutil.rmtree(workdir, ignore_errors=True)
         ratio = r["rate"] / ceiling_rate
         print(f"{name}: {r['rate']:,.0f} positions/s committed ({ratio:.0%} of the ceiling), "

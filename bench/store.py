@@ -164,6 +164,7 @@ async def driver_rate(url: str, batches: int = 20, size: int = 1000,
 
 
 async def scratch_pg(admin_dsn: str, create: bool, name: str) -> None:
+    """Create (or drop) the scratch database `name` on the server of `admin_dsn`."""
     import asyncpg
 
     conn = await asyncpg.connect(admin_dsn)
