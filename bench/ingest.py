@@ -374,12 +374,17 @@ async def _bind_devices(url: str, port: int, devices: int) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(get_codec("gl300").device(imei_of(n)).heartbeat())
         await reader.readuntil(b"$")
-        await reader.readuntil(b"$")  # generic SACK after the heartbeat is stored
+        await reader.readuntil(b"$")  # the generic SACK (a heartbeat's is sent at once)
         writer.close()
     db = Database.create(url)
     try:
         for n in range(devices):
-            await queries.bind_device(db, imei_of(n), f"fleet{n}@example.com")
+            while True:  # the heartbeat's registration may still be on its way to a commit
+                try:
+                    await queries.bind_device(db, imei_of(n), f"fleet{n}@example.com")
+                    break
+                except queries.DeviceNotFound:
+                    await asyncio.sleep(0.01)
     finally:
         await db.dispose()
 
