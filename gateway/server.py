@@ -86,18 +86,17 @@ class Gateway:
             log.warning("database write failed; acks are withheld until it recovers",
                         extra={"error": str(error)})
 
-        if self.db.dialect == "postgresql":
-            # The writer's own connections: no test round trip per batch (a broken connection
-            # fails the batch, which is retried on a new one).
-            concurrency = settings.database.batch_concurrency
+        if self.db.dialect == "postgresql" or self.db.is_file:
+            # The writer's own connections, one per concurrent batch (always one on SQLite).
+            # PostgreSQL: no test round trip per batch (a broken connection fails the batch,
+            # which is retried on a new one). SQLite: the connection's page cache stays valid
+            # from one commit to the next; batches spread over a pool's connections made each
+            # re-read the pages the previous one had written on another connection.
+            postgresql = self.db.dialect == "postgresql"
             self._writer_db = Database.create(
-                settings.database.url, pool_size=concurrency, max_overflow=0, pre_ping=False)
-        elif self.db.is_file:
-            # One connection for every batch: its page cache stays valid from one commit to
-            # the next. Batches spread over a pool's connections made each re-read the pages
-            # the previous one had written on another connection.
-            self._writer_db = Database.create(settings.database.url, pool_size=1, max_overflow=0)
-        else:
+                settings.database.url, max_overflow=0, pre_ping=False,
+                pool_size=settings.database.batch_concurrency if postgresql else 1)
+        else:  # an in-memory SQLite database exists only on its own engine
             self._writer_db = self.db
         self.writer = GroupCommitWriter(
             self._writer_db,
