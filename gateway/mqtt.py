@@ -51,15 +51,15 @@ from gateway.session import DeviceSession, TokenBucket
 from gateway.store.database import Database
 from gateway.store.ingest import IngestItem
 from gateway.store.writer import ItemRejected, ItemStore
+from gateway.tcp import _options
 from protocols import (
-    PROTOCOLS,
     Alarm,
-    DecodeOptions,
     Discarded,
     Position,
     UnknownProtocol,
     detect,
     get_codec,
+    names,
 )
 
 log = logging.getLogger("gateway.mqtt")
@@ -347,7 +347,7 @@ class MqttTransport:
             else:
                 if protocol is None:
                     problem = "message too short to tell its protocol"
-                elif protocol not in PROTOCOLS:
+                elif protocol not in names():
                     problem = f"{protocol} is not served"
         if problem is not None or device is None or protocol is None:
             self.messages.labels("rejected").inc()
@@ -384,7 +384,7 @@ class MqttTransport:
         protocol = None
         if len(parts) == 3:
             protocol = parts[2]
-            if protocol not in PROTOCOLS:
+            if protocol not in names():
                 return device, None, f"unknown protocol {protocol!r} in the topic"
         return device, protocol, None
 
@@ -395,9 +395,10 @@ class MqttTransport:
             self._sessions.move_to_end(key)
             return session
         rate = self.tcp.max_frames_per_s
+        codec = get_codec(protocol)
         session = DeviceSession(
-            codec=get_codec(protocol),
-            options=DecodeOptions(gl300_sack=self.tcp.gl300_sack),
+            codec=codec,
+            options=_options(codec, self.tcp),
             remote_addr=f"mqtt:{device}",
             rate=TokenBucket(rate, rate * 2),
             claimed_id=device,

@@ -10,9 +10,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from gateway.store.ingest import IngestItem
-from protocols import Codec, DecodeOptions, Position, Reply
+from protocols import Codec, Position, ProtocolSession, Reply
 
 
 class TokenBucket:
@@ -70,7 +71,7 @@ class DeviceSession:
     """One device connection: the device it is locked to, and its limits."""
 
     codec: Codec
-    options: DecodeOptions
+    options: Any
     remote_addr: str
     rate: TokenBucket
     device_id: str | None = None
@@ -79,12 +80,16 @@ class DeviceSession:
     claimed_id: str | None = None
     frames: int = 0
     started: float = field(default_factory=time.monotonic)
+    protocol: ProtocolSession = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.protocol = self.codec.new_session(self.options)
 
     def handle_frame(self, frame: bytes, received_at: datetime | None = None) -> FrameOutcome:
         """Decode one complete frame and decide what to store and answer."""
         self.frames += 1
         when = received_at or datetime.now(UTC)
-        decoded = self.codec.decode(frame, self.options)
+        decoded = self.protocol.decode(frame)
         device_id = decoded.device_id
         if (device_id is not None and self.claimed_id is not None
                 and not claimed_id_matches(self.claimed_id, device_id)):

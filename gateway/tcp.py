@@ -14,6 +14,7 @@ while the store is saturated or the device does not read its replies).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import Counter, deque
 from collections.abc import Callable
@@ -24,7 +25,8 @@ from gateway.metrics import Metrics
 from gateway.session import DeviceSession, TokenBucket
 from gateway.store.ingest import IngestItem
 from gateway.store.writer import ItemStore
-from protocols import PROTOCOLS, DecodeOptions, Discarded, Reply, UnknownProtocol, detect, get_codec
+from protocols import Discarded, Reply, UnknownProtocol, detect, get_codec, names
+from protocols.codec import Codec
 from protocols.framing import BoundedFramer
 
 log = logging.getLogger("gateway.tcp")
@@ -36,6 +38,14 @@ DETECT_MAX_BYTES = 64
 
 #: Called with an item once it is committed (the device-signal hook of activation).
 OnStored = Callable[[IngestItem], None]
+
+
+def _options(codec: Codec, settings: TcpSettings) -> Any:
+    """The protocol's options from the `tcp.<name>_<option>` keys (temporary)."""
+    values = {f.name: getattr(settings, f"{codec.name}_{f.name}")
+              for f in dataclasses.fields(codec.options)
+              if hasattr(settings, f"{codec.name}_{f.name}")}
+    return codec.options(**values)
 
 
 class TcpServer:
@@ -57,7 +67,7 @@ class TcpServer:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         listeners: list[tuple[str | None, int]] = [
-            (name, getattr(self.settings, f"{name}_port")) for name in PROTOCOLS
+            (name, getattr(self.settings, f"{name}_port", 0)) for name in names()
         ]
         listeners.append((None, self.settings.auto_port))
         for protocol, port in listeners:
@@ -298,7 +308,7 @@ class _Connection(asyncio.Protocol):
             if len(head) >= DETECT_MAX_BYTES:
                 self.finish_reading("unknown_protocol")
             return b""
-        if name not in PROTOCOLS:
+        if name not in names():
             self._reject("auto", "unknown_protocol", f"{name} is not served on this port")
             self.finish_reading("unknown_protocol")
             return b""
@@ -312,7 +322,7 @@ class _Connection(asyncio.Protocol):
         self._framer = codec.framer(settings.max_frame_bytes)
         self.session = DeviceSession(
             codec=codec,
-            options=DecodeOptions(gl300_sack=settings.gl300_sack),
+            options=_options(codec, settings),
             remote_addr=self.addr,
             rate=TokenBucket(settings.max_frames_per_s, settings.max_frames_per_s * 2),
         )

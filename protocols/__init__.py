@@ -1,27 +1,26 @@
 """Sans-IO codecs for the trackers' wire protocols.
 
-No sockets, no asyncio, no database: feed bytes to a framer, decode frames into typed events,
-and get back the exact bytes the server must answer. The gateway and the simulators both stand
-on this package.
+No sockets, no asyncio, no database: feed bytes to a framer, decode frames in a session into
+typed events, and get back the exact bytes the server must answer. The gateway and the
+simulators both stand on this package; `protocols.registry` lists the protocols (one package
+each under `protocols/`).
 """
 
 from __future__ import annotations
 
-import importlib
-
 from protocols.codec import (
-    DEFAULT_OPTIONS,
     Codec,
     Command,
     CommandType,
     Decoded,
-    DecodeOptions,
     DeviceEncoder,
     Fix,
+    ProtocolSession,
     Reply,
+    StatelessSession,
     UnsupportedCommand,
 )
-from protocols.detect import UnknownProtocol, detect
+from protocols.detect import DETECT_MAX_BYTES, UnknownProtocol, detect
 from protocols.events import (
     Alarm,
     AlarmType,
@@ -34,30 +33,16 @@ from protocols.events import (
     Status,
 )
 from protocols.framing import Discarded
-
-#: Protocol names, in the order of their default TCP ports.
-PROTOCOLS: tuple[str, ...] = ("gps103", "tk103", "gl300")
-
-
-def get_codec(name: str) -> Codec:
-    """The codec for a protocol name (`gps103`, `tk103`, `gl300`)."""
-    if name not in PROTOCOLS:
-        raise KeyError(f"unknown protocol {name!r}; supported: {', '.join(PROTOCOLS)}")
-    module = importlib.import_module(f"protocols.{name}")
-    codec: Codec = module.CODEC
-    return codec
-
+from protocols.registry import codecs, get_codec, matches_imei, names, register
 
 __all__ = [
-    "DEFAULT_OPTIONS",
-    "PROTOCOLS",
+    "DETECT_MAX_BYTES",
     "Alarm",
     "AlarmType",
     "Codec",
     "Command",
     "CommandResult",
     "CommandType",
-    "DecodeOptions",
     "Decoded",
     "DeviceEncoder",
     "Discarded",
@@ -66,11 +51,17 @@ __all__ = [
     "Heartbeat",
     "Login",
     "Position",
+    "ProtocolSession",
     "Rejected",
     "Reply",
+    "StatelessSession",
     "Status",
     "UnknownProtocol",
     "UnsupportedCommand",
+    "codecs",
     "detect",
     "get_codec",
+    "matches_imei",
+    "names",
+    "register",
 ]

@@ -1,16 +1,19 @@
-"""The shape every protocol module offers: framer, decoder, replies, commands, device side.
+"""The shape every protocol package offers: framer, session (decoder), replies, commands,
+device side.
 
-A protocol module (`gps103`, `tk103`, `gl300`) exports one `CODEC` built from these types. The
-gateway and the simulators only ever talk to a protocol through it.
+A protocol package (`protocols/<name>/`) exports one `CODEC` built from these types; the
+registry (`protocols.registry`) finds it. The gateway and the simulators only ever talk to a
+protocol through it.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Protocol
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from protocols.events import Attributes, Event, Rejected, attrs
 from protocols.framing import BoundedFramer
@@ -30,20 +33,6 @@ class Reply:
 
 
 @dataclass(frozen=True, slots=True)
-class DecodeOptions:
-    """Per-device or per-listener decoder settings.
-
-    `gl300_sack`: answer every Queclink message with the generic `+SACK:<count>$` (the device-side
-    "SACK enable" flag of AT+GTSRI / AT+GTQSS). Off by default, as devices ship with it off.
-    """
-
-    gl300_sack: bool = False
-
-
-DEFAULT_OPTIONS = DecodeOptions()
-
-
-@dataclass(frozen=True, slots=True)
 class Decoded:
     """What one frame means: its events, the replies it needs, and who sent it."""
 
@@ -51,6 +40,9 @@ class Decoded:
     device_id: str | None
     events: tuple[Event, ...]
     replies: tuple[Reply, ...] = ()
+    #: The protocol asks for the connection to end once the replies are sent (a refused
+    #: registration, for instance).
+    close: bool = False
 
     @property
     def rejected(self) -> Rejected | None:
@@ -129,14 +121,112 @@ class DeviceEncoder(Protocol):
         ...
 
 
+class ProtocolSession(Protocol):
+    """What a protocol remembers about one connection (or one MQTT device), sans-IO.
+
+    The transport's pipeline makes one per connection with `Codec.session(options)` and hands
+    it every complete frame. Stateless text protocols wrap their `decode` function; binary
+    protocols keep what later frames need: the identity a login announced (gt06 frames after
+    the login carry none), a time zone, an authentication code, a learned frame length.
+    """
+
+    def decode(self, frame: bytes) -> Decoded:
+        """One complete frame to events and replies. Never raises."""
+        ...
+
+
+class StatelessSession:
+    """The session of a protocol whose frames each stand alone: `decode(frame, options)`."""
+
+    __slots__ = ("decode",)
+
+    def __init__(self, decode: Callable[..., Decoded], options: object) -> None:
+        #: Bound once: the pipeline calls it per frame.
+        self.decode: Callable[[bytes], Decoded] = functools.partial(decode, options=options)
+
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class NoOptions:
+    """A protocol without settings."""
+
+
+def prefix_detector(*prefixes: bytes) -> Callable[[bytes], bool | None]:
+    """A `Codec.detect` for protocols told apart by how their frames start."""
+
+    def detect(head: bytes) -> bool | None:
+        if head.startswith(prefixes):
+            return True
+        if any(prefix.startswith(head) for prefix in prefixes):
+            return None
+        return False
+
+    return detect
+
+
+def no_wire_ids(imei: str) -> tuple[str, ...]:
+    """Devices of most protocols name themselves by their IMEI and nothing else."""
+    return ()
+
+
 @dataclass(frozen=True, slots=True)
 class Codec:
-    """A protocol, as the gateway and the simulators see it."""
+    """A protocol, as the registry, the gateway and the simulators see it.
+
+    Everything the server needs to serve a protocol is declared here, so that adding one is a
+    new package under `protocols/` and nothing else: the gateway builds its listeners, config
+    sections (`[protocols.<name>]`), metric labels and MQTT topic rules from these records.
+    """
 
     name: str
+    #: One line for people: what speaks it.
+    title: str
     #: The TCP port Traccar (and so installers) use for this protocol.
     default_port: int
+    #: `detect(first_bytes)`: True when a stream starting with these bytes is this protocol,
+    #: False when it cannot be, None when more bytes are needed to tell.
+    detect: Callable[[bytes], bool | None]
+    #: `framer(max_frame_bytes)`: a new bounded framer for one stream.
     framer: Callable[..., BoundedFramer]
-    decode: Callable[[bytes, DecodeOptions], Decoded]
+    #: `session(options, clock)`: the per-connection state that decodes frames.
+    session: Callable[[Any, Clock], ProtocolSession]
+    #: `encode_command(device_id, command)`: the bytes of a server command.
     encode_command: Callable[[str, Command], bytes]
+    #: A simulated device of this protocol for an IMEI.
     device: Callable[[str], DeviceEncoder]
+    #: The options type: a frozen dataclass whose fields all have defaults (documented in
+    #: their `metadata["doc"]`); its `__post_init__` raises ValueError for a wrong value.
+    options: type[Any] = NoOptions
+    #: Command types `encode_command` can express.
+    commands: frozenset[CommandType] = frozenset()
+    #: `wire_ids(imei)`: other ids a device with this IMEI may name itself by on the wire
+    #: (tk103's fixed layout: the last 12 digits).
+    wire_ids: Callable[[str], tuple[str, ...]] = no_wire_ids
+    #: How the device's SOS / panic button reaches the server (docs, activation's device signal).
+    sos: str = ""
+    #: Frames are binary (shown as hex in diagnostics).
+    binary: bool = False
+    #: `downlink_framer()`: cuts what the server sends into messages, for the simulated device.
+    #: None: the simulator splits commands on the last byte of an encoded command.
+    downlink_framer: Callable[[], BoundedFramer] | None = None
+    #: `reply_key(reply)`: the part of a reply a device can predict (without the server's clock),
+    #: for the simulated device to match replies. None: replies are compared whole.
+    reply_key: Callable[[bytes], bytes] | None = None
+
+    def new_session(self, options: Any = None, clock: Clock = utc_now) -> ProtocolSession:
+        """A session with `options` (default: the protocol's defaults)."""
+        return self.session(self.options() if options is None else options, clock)
+
+    def decode(self, frame: bytes, options: Any = None) -> Decoded:
+        """Decode one frame in a fresh session (tests, tools; the gateway keeps sessions)."""
+        return self.new_session(options).decode(frame)
+
+    def matches_imei(self, wire_id: str, imei: str) -> bool:
+        """Whether frames naming `wire_id` may come from the device with this IMEI."""
+        return wire_id == imei or wire_id in self.wire_ids(imei)

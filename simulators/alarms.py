@@ -1,15 +1,17 @@
 """Alarms other than SOS, from the protocols' own alarm tables.
 
-`DeviceEncoder` has `sos()` but no general `alarm()`. Rather than writing a second copy of any
-format, this module picks the protocol's own code for an AlarmType from the decoder's table and
-lets the device encoder's frame builder produce the frame; the frame is then decoded once, and
-refused unless the protocol reads it back as that alarm. (Gap reported upstream: a public
-`alarm(type, fix)` on the device encoders would remove the use of their private builders.)
+An encoder with an `alarm(alarm_type, fix)` method builds any alarm it supports itself (raising
+ValueError for the others). For the first protocols, whose encoders have `sos()` only, rather
+than writing a second copy of any format, this module picks the protocol's own code for an
+AlarmType from the decoder's table and lets the device encoder's frame builder produce the
+frame. Either way the frame is decoded once, and refused unless the protocol reads it back as
+that alarm.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from protocols import Alarm, AlarmType, Codec, DeviceEncoder, Fix
 
@@ -58,6 +60,14 @@ def alarm_builder(codec: Codec, encoder: DeviceEncoder,
     """A function fix -> frame for `alarm`, checked once against the protocol's decoder."""
     if alarm is AlarmType.SOS:
         return encoder.sos
+    own = getattr(encoder, "alarm", None)
+    if own is not None:  # the encoder builds any alarm it supports (ValueError otherwise)
+        try:
+            own(alarm, Fix(fix_time=datetime(2025, 1, 1, tzinfo=UTC), lat=1.0, lon=2.0))
+        except ValueError:
+            raise UnsupportedAlarm(f"{codec.name} devices cannot send a {alarm.value} alarm") \
+                from None
+        return lambda fix: own(alarm, fix)  # type: ignore[no-any-return]
     pick = _BUILDERS.get(codec.name)
     build = pick(encoder, alarm) if pick else None
     if build is None:
@@ -67,9 +77,8 @@ def alarm_builder(codec: Codec, encoder: DeviceEncoder,
 
 def check_alarm_frame(codec: Codec, frame: bytes, alarm: AlarmType) -> None:
     """Raise UnsupportedAlarm unless the protocol decodes `frame` as `alarm`."""
-    from protocols import DEFAULT_OPTIONS
 
-    decoded = codec.decode(frame, DEFAULT_OPTIONS)
+    decoded = codec.decode(frame)
     if not any(isinstance(e, Alarm) and e.alarm is alarm for e in decoded.events):
         raise UnsupportedAlarm(f"{codec.name}: the frame built for {alarm.value} does not decode "
                                f"as that alarm: {frame[:60]!r}")
@@ -77,8 +86,6 @@ def check_alarm_frame(codec: Codec, frame: bytes, alarm: AlarmType) -> None:
 
 def supported_alarms(codec: Codec) -> list[AlarmType]:
     """The alarms a simulated device of this protocol can raise."""
-    from datetime import UTC, datetime
-
     encoder = codec.device("359900000000004")
     fix = Fix(fix_time=datetime(2025, 1, 1, tzinfo=UTC), lat=1.0, lon=2.0)
     out = []

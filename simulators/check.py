@@ -14,8 +14,8 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from protocols import PROTOCOLS, DecodeOptions, get_codec
-from simulators.device import DeviceConfig, Outbound, SimDevice, State
+from protocols import get_codec, names
+from simulators.device import DeviceConfig, Outbound, SimDevice, State, protocol_options
 from simulators.identity import random_imei
 from simulators.routes import Route, RouteSource
 
@@ -55,11 +55,11 @@ class CheckResult:
 
 
 def _default_ports() -> str:
-    return ", ".join(f"{name} {get_codec(name).default_port}" for name in PROTOCOLS)
+    return ", ".join(f"{name} {get_codec(name).default_port}" for name in names())
 
 
 def guess_protocol(port: int) -> str | None:
-    for name in PROTOCOLS:
+    for name in names():
         if get_codec(name).default_port == port:
             return name
     return None
@@ -182,7 +182,7 @@ async def _mismatch(result: CheckResult, session: _Session, host: str, port: int
         result.steps.append(Step(what, FAIL, "the port answered with HTTP: this is the web port",
                                  f"point devices at a device port ({_default_ports()})"))
         return
-    others = [name for name in PROTOCOLS if name != result.protocol]
+    others = [name for name in names() if name != result.protocol]
     for other in others:
         if await _speaks(host, port, other, min(timeout, 3.0)):
             result.steps.append(Step(
@@ -229,14 +229,14 @@ async def _run_steps(result: CheckResult, session: _Session, host: str, port: in
     # SACK: the replies a SACK-enabled gateway adds, as the decoder defines them.
     if codec.name == "gl300" and sack is None:
         await session.wait(lambda: False, 0.3)
-        extra = [r.data for r in codec.decode(frame, DecodeOptions(gl300_sack=True)).replies
-                 if r not in codec.decode(frame, DecodeOptions()).replies] if frame else []
+        extra = [r.data for r in codec.decode(frame, protocol_options(codec, sack=True)).replies
+                 if r not in codec.decode(frame).replies] if frame else []
         sack = any(e in session.received[sent_at:] for e in extra)
         steps.append(Step("sack", INFO, "the gateway sends SACK for every message (positions "
                           "are acknowledged)" if sack else "SACK is off: reports are not "
                           "acknowledged (gateway setting tcp.gl300_sack)"))
         device.config.sack = bool(sack)
-        device.options = DecodeOptions(gl300_sack=bool(sack))
+        device.options = protocol_options(codec, sack=bool(sack))
     # 3. Position.
     out = device.send_position(loop.time())
     await session.flush()

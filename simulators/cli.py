@@ -18,7 +18,7 @@ from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
-from protocols import PROTOCOLS, AlarmType, get_codec
+from protocols import AlarmType, get_codec, names
 from simulators.alarms import UnsupportedAlarm, supported_alarms
 from simulators.check import run_check
 from simulators.device import DeviceConfig, DeviceStats, SimDevice
@@ -329,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def behaviour(p: argparse.ArgumentParser, interval: str = "10s") -> None:
-        p.add_argument("--protocol", choices=PROTOCOLS, default="gl300")
+        p.add_argument("--protocol", choices=names(), default="gl300")
         p.add_argument("--interval", type=_duration, default=_duration(interval),
                        help=f"seconds between positions (default {interval})")
         p.add_argument("--heartbeat", type=_duration, default=60.0,
@@ -389,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="installer check of a gateway port: pass or fail")
     check.add_argument("--host", default="127.0.0.1")
     check.add_argument("--port", type=int, required=True)
-    check.add_argument("--protocol", choices=PROTOCOLS,
+    check.add_argument("--protocol", choices=names(),
                        help="default: from the port number (default ports), else gl300")
     check.add_argument("--imei", type=_imei)
     check.add_argument("--sack", action=argparse.BooleanOptionalAction, default=None,
@@ -409,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     ser.add_argument("--duration", type=_duration)
     ser.add_argument("--forward", metavar="HOST:PORT", help="in: report the receiver's "
                      "positions to a gateway as a simulated device")
-    ser.add_argument("--protocol", choices=PROTOCOLS, default="gl300")
+    ser.add_argument("--protocol", choices=names(), default="gl300")
     ser.add_argument("--imei", type=_imei)
     ser.add_argument("--heartbeat", type=_duration, default=60.0)
     ser.add_argument("--ack-timeout", type=_duration, default=10.0)
@@ -425,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = {"device": cmd_device, "fleet": cmd_fleet, "check": cmd_check,
                 "serial": cmd_serial}
     if args.command == "alarms":
-        for name in PROTOCOLS:
+        for name in names():
             print(f"{name}: " + ", ".join(a.value for a in supported_alarms(get_codec(name))))
         return 0
     try:

@@ -21,26 +21,40 @@ tk103 positions; Queclink reports without SACK) are counted as such, not waited 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from protocols import (
     AlarmType,
     Codec,
     Command,
     CommandType,
-    DecodeOptions,
     DeviceEncoder,
+    Discarded,
     Fix,
     Position,
+    ProtocolSession,
     get_codec,
 )
+from protocols.framing import DEFAULT_MAX_FRAME_BYTES
 from simulators.alarms import alarm_builder, check_alarm_frame
 from simulators.identity import random_imei
 from simulators.routes import FixSource, Route, RouteSource
+
+
+def _same(reply: bytes) -> bytes:
+    return reply
+
+
+def protocol_options(codec: Codec, **values: object) -> Any:
+    """The protocol's options with those of `values` it has (`sack` exists only in gl300)."""
+    known = {f.name for f in dataclasses.fields(codec.options)}
+    return codec.options(**{k: v for k, v in values.items() if k in known})
 
 
 def utc_now() -> datetime:
@@ -185,7 +199,7 @@ class SimDevice:
         self.stats = stats if stats is not None else DeviceStats()
         self.trace = trace
         self.clock = clock
-        self.options = DecodeOptions(gl300_sack=self.config.sack)
+        self._options = protocol_options(self.codec, sack=self.config.sack)
         self.state = State.OFFLINE
         self.started = start
         self.output: list[bytes] = []
@@ -218,6 +232,22 @@ class SimDevice:
             self._command_end = probe[-1:]
         except Exception:  # a protocol without a position request: commands end like frames
             self._command_end = b";"
+        #: The server's side of this connection, run on what the device sends: it says which
+        #: replies each frame gets (sessions remember the login, as the server's does).
+        self._mirror: ProtocolSession | None = None
+        #: Protocols that frame what the server sends (binary ones) are read message by message.
+        self._downlink = self.codec.downlink_framer() if self.codec.downlink_framer else None
+        self._reply_key = self.codec.reply_key or _same
+
+    @property
+    def options(self) -> Any:
+        """The protocol options the gateway uses (gl300: whether it sends SACKs)."""
+        return self._options
+
+    @options.setter
+    def options(self, value: Any) -> None:
+        self._options = value
+        self._mirror = self.codec.new_session(value)
 
     def rebase(self, start: float) -> None:
         """Set the device's power-on time on the transport's clock (before the first call)."""
@@ -233,6 +263,9 @@ class SimDevice:
         self.stats.connects += 1
         self.close_requested = False
         self._rx = b""
+        self._mirror = self.codec.new_session(self.options)
+        if self.codec.downlink_framer is not None:
+            self._downlink = self.codec.downlink_framer()
         first = self._sessions == 0
         self._sessions += 1
         self._trace("connect", f"session {self._sessions}", None)
@@ -279,6 +312,9 @@ class SimDevice:
         self._update_deadline(now)
 
     def receive(self, data: bytes, now: float) -> None:
+        if self._downlink is not None:
+            self._receive_messages(data, now)
+            return
         rx = self._rx + data if self._rx else data
         while rx:
             used = self._match_reply(rx, now)
@@ -300,6 +336,34 @@ class SimDevice:
         if self.state is State.ONLINE:
             self._pump(now)
         self._update_deadline(now)
+
+    def _receive_messages(self, data: bytes, now: float) -> None:
+        """Bytes from the server of a protocol with a downlink framer: whole messages."""
+        assert self._downlink is not None
+        for message in self._downlink.feed(data):
+            if isinstance(message, Discarded):
+                self.stats.unexpected_bytes += message.size
+                self._trace("unexpected", message.reason, None)
+                continue
+            if not self._match_message(self._reply_key(message), now):
+                self._command(message, now)
+        if self.state is State.ONLINE:
+            self._pump(now)
+        self._update_deadline(now)
+
+    def _match_message(self, key: bytes, now: float) -> bool:
+        for index, (reply, out) in enumerate(self._expect):
+            if reply == key:
+                del self._expect[index]
+                self._reply_arrived(reply, out, now)
+                return True
+            if index >= 64:
+                break
+        if key in self._answered:  # a late duplicate (the answer to a resent frame)
+            self.stats.duplicate_replies += 1
+            self._trace("recv", "duplicate reply", key)
+            return True
+        return False
 
     def tick(self, now: float) -> float:
         """Fire what is due; returns the next deadline."""
@@ -381,14 +445,17 @@ class SimDevice:
         stats = self.stats
         stats.frames_sent += 1
         self.output.append(frame)
-        replies = self.codec.decode(frame, self.options).replies
+        if self._mirror is None:
+            self._mirror = self.codec.new_session(self.options)
+        replies = self._mirror.decode(frame).replies
         if self.trace is not None:
             self._trace("send", kind.value, frame)
         if not replies:
             stats.frames_no_ack += 1
             return None
         stats.frames_expecting_ack += 1
-        out = Outbound(frame, kind, fixes, alarm, deque(r.data for r in replies), now, now)
+        key = self._reply_key
+        out = Outbound(frame, kind, fixes, alarm, deque(key(r.data) for r in replies), now, now)
         self.in_flight.append(out)
         for reply in out.expected:
             self._expect.append((reply, out))
@@ -397,7 +464,8 @@ class SimDevice:
     def _send_frames(self, data: bytes, kind: Kind, now: float, fixes: tuple[Fix, ...] = (),
                      alarm: AlarmType | None = None) -> None:
         """Several frames from one encoder call: each tracked with the fixes it carries."""
-        frames = [f for f in self.codec.framer().feed(data) if isinstance(f, bytes)]
+        frames = [f for f in self.codec.framer(DEFAULT_MAX_FRAME_BYTES).feed(data)
+                  if isinstance(f, bytes)]
         rest = list(fixes)
         for i, frame in enumerate(frames):
             if i == len(frames) - 1:

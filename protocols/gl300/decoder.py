@@ -3,7 +3,7 @@
 Replies (PROTOCOLS.md §3.4 and §4):
 * `+ACK:GTHBD,<ver>,<id>,<name>,<send time>,<count>$` -> `+SACK:GTHBD,<ver>,<count>$`, sent at
   once (`after_store=False`): it is a keep-alive and carries no data.
-* With `DecodeOptions(gl300_sack=True)` (the device's "SACK enable" setting), every text frame also
+* With `Gl300Options(sack=True)` (the device's "SACK enable" setting), every text frame also
   gets `+SACK:<count>$`, echoing the count field as it is. It is sent after the data is stored
   for `+RESP:`/`+BUFF:` frames (the device drops what was acknowledged) and at once for `+ACK:`
   frames. It is sent even for a frame that is then rejected, as long as its header and count
@@ -13,8 +13,9 @@ Replies (PROTOCOLS.md §3.4 and §4):
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 
-from protocols.codec import DEFAULT_OPTIONS, Decoded, DecodeOptions, Reply
+from protocols.codec import Decoded, Reply
 from protocols.events import AttrValue, Event, Rejected
 from protocols.gl300.fields import (
     FieldError,
@@ -32,7 +33,19 @@ _HEAD = re.compile(r"\+(RESP|BUFF|ACK):GT([0-9A-Za-z]{3}),([0-9A-Fa-f]{6}(?:[0-9
                    r"([0-9]{15}|[0-9A-Fa-f]{14}),")
 
 
-def decode(frame: bytes, options: DecodeOptions = DEFAULT_OPTIONS) -> Decoded:
+@dataclass(frozen=True, slots=True)
+class Gl300Options:
+    """Settings of the @Track decoder (`[protocols.gl300]` in the gateway's configuration)."""
+
+    sack: bool = field(default=False, metadata={"doc": (
+        "Answer every Queclink message with +SACK:<count>$ (match the device's "
+        "\"SACK enable\" setting of AT+GTSRI / AT+GTQSS; devices ship with it off).")})
+
+
+DEFAULT_OPTIONS = Gl300Options()
+
+
+def decode(frame: bytes, options: Gl300Options = DEFAULT_OPTIONS) -> Decoded:
     """Decode one frame (with or without its `$`). Never raises: bad input gives a Rejected."""
     try:
         return _decode(frame, options)
@@ -41,7 +54,7 @@ def decode(frame: bytes, options: DecodeOptions = DEFAULT_OPTIONS) -> Decoded:
             Rejected(f"internal decoder error on this frame: {type(exc).__name__}: {exc}"),))
 
 
-def _decode(raw: bytes, options: DecodeOptions, fast: bool = True) -> Decoded:
+def _decode(raw: bytes, options: Gl300Options, fast: bool = True) -> Decoded:
     """decode() without the safety net. `fast=False` skips the single-fix hot path (tests
     compare both paths)."""
     try:
@@ -63,7 +76,7 @@ def _decode(raw: bytes, options: DecodeOptions, fast: bool = True) -> Decoded:
         # Hot path: one regex validated header, type, version and device id.
         kind, msg_type, version, device_id = head.groups()
         replies: tuple[Reply, ...] = ()
-        if options.gl300_sack and is_count(count):
+        if options.sack and is_count(count):
             replies = (Reply(f"+SACK:{count}$".encode(), kind != "ACK"),)
         if len(fields) < 5:
             return _reject(raw, f"truncated GT{msg_type} frame: {len(fields)} fields", None,
@@ -78,7 +91,7 @@ def _decode(raw: bytes, options: DecodeOptions, fast: bool = True) -> Decoded:
         if len(msg_type) != 3 or not msg_type.isascii() or not msg_type.isalnum():
             return _reject(raw, f"unknown message type header {header[:16]!r}")
         replies = ()
-        if options.gl300_sack and len(fields) >= 3 and is_count(count):
+        if options.sack and len(fields) >= 3 and is_count(count):
             replies = (Reply(f"+SACK:{count}$".encode(), kind != "ACK"),)
         if len(fields) < 5:
             return _reject(raw, f"truncated GT{msg_type} frame: {len(fields)} fields", None,

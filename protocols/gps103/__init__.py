@@ -11,7 +11,7 @@ Speeds on the wire are knots (GPRMC) except in the `*`-terminated alternative fo
 
 from __future__ import annotations
 
-from protocols.codec import Codec
+from protocols.codec import Codec, CommandType, StatelessSession
 from protocols.gps103.commands import encode_command
 from protocols.gps103.decoder import LOAD, ON, decode
 from protocols.gps103.device import Gps103Device
@@ -20,13 +20,28 @@ from protocols.gps103.framer import Gps103Framer
 #: Traccar's gps103 port, which installers configure on these devices.
 DEFAULT_PORT = 5001
 
+_PREFIXES = (b"imei:", b"##,")
+
+
+def detect(head: bytes) -> bool | None:
+    """`imei:` frames, the `##,imei:` login, or the digits of a bare-IMEI heartbeat."""
+    if head[:1].isdigit() or head.startswith(_PREFIXES):
+        return True
+    return None if any(prefix.startswith(head) for prefix in _PREFIXES) else False
+
+
 CODEC = Codec(
     name="gps103",
+    title="TK103-B, TK103-2B, Coban GPS10x/30x (\"imei:...\" text)",
     default_port=DEFAULT_PORT,
+    detect=detect,
     framer=Gps103Framer,
-    decode=decode,
+    session=lambda options, clock: StatelessSession(decode, options),
     encode_command=encode_command,
+    commands=frozenset({CommandType.POSITION_SINGLE, CommandType.REPORT_INTERVAL,
+                        CommandType.ENGINE_STOP, CommandType.ENGINE_RESUME}),
     device=Gps103Device,
+    sos="imei:<IMEI>,help me,... (the SOS button)",
 )
 
 __all__ = ["CODEC", "DEFAULT_PORT", "LOAD", "ON", "Gps103Device", "Gps103Framer",

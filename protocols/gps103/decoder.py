@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from protocols.codec import DEFAULT_OPTIONS, Decoded, DecodeOptions, Reply, rejected
+from protocols.codec import Decoded, Reply, rejected
 from protocols.events import Heartbeat, Login
 from protocols.gps103.report import decode_report
 from protocols.gps103.values import MAX_ID_DIGITS, is_device_id
@@ -22,7 +22,7 @@ _LOGIN_ID = re.compile(r"imei:([0-9]+)(?:,|\Z)")
 _STRIP = " \t\r\n\x00"
 
 
-def decode(frame: bytes, options: DecodeOptions = DEFAULT_OPTIONS) -> Decoded:
+def decode(frame: bytes, options: object = None) -> Decoded:
     """Decode one gps103 frame, with or without its terminator. Never raises."""
     try:
         return _decode(frame)

@@ -6,7 +6,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 
-from protocols.codec import DEFAULT_OPTIONS, Decoded, DecodeOptions, Reply, rejected
+from protocols.codec import Decoded, Reply, rejected
 from protocols.events import (
     Alarm,
     AlarmType,
@@ -94,7 +94,7 @@ class _Bad(Exception):
         self.reason = reason
 
 
-def decode(frame: bytes, options: DecodeOptions = DEFAULT_OPTIONS) -> Decoded:
+def decode(frame: bytes, options: object = None) -> Decoded:
     """Decode one tk103 frame (with or without its parentheses) into events and replies.
 
     Never raises: an undecodable frame gives a single Rejected event saying why. Replies are sent

@@ -16,7 +16,6 @@ from protocols import (
     Command,
     CommandResult,
     CommandType,
-    DecodeOptions,
     Discarded,
     Fix,
     Heartbeat,
@@ -27,11 +26,11 @@ from protocols import (
     UnsupportedCommand,
     get_codec,
 )
-from protocols.gl300 import CODEC, Gl300Device, Gl300Framer, decode, encode_command
+from protocols.gl300 import CODEC, Gl300Device, Gl300Framer, Gl300Options, decode, encode_command
 from protocols.gl300.decoder import _decode
 
 CORPUS = Path(__file__).parent / "corpus" / "traccar-samples.jsonl"
-SACK = DecodeOptions(gl300_sack=True)
+SACK = Gl300Options(sack=True)
 IMEI = "860599000508846"
 
 FRI = (b"+RESP:GTFRI,1A0401,860599000508846,,0,0,1,1,134.8,154,278.7,-76.671089,39.778885,"
@@ -369,7 +368,7 @@ def test_fast_path_matches_general_path() -> None:
     frames = [*_corpus_frames(), device.position(_fix()), device.position(_fix(valid=False))]
     frames.append(FRI.replace(b"39.778885", b"99.778885"))
     for frame in frames:
-        for options in (DecodeOptions(), SACK):
+        for options in (Gl300Options(), SACK):
             assert _decode(frame, options) == _decode(frame, options, fast=False), frame
 
 
@@ -586,7 +585,7 @@ def test_mutated_frames_never_raise(frame: bytes, edits: list[tuple[int, int, in
             data.insert(index, value)
         elif index < len(data):
             del data[index]
-    for options in (DecodeOptions(), SACK):
+    for options in (Gl300Options(), SACK):
         decoded = decode(bytes(data), options)
         assert decoded.events
         for event in decoded.events:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from protocols import Alarm, AlarmType, DecodeOptions, Position, get_codec
+from protocols import Alarm, AlarmType, Position, get_codec
+from protocols.gl300 import Gl300Options
 from protocols.imei import is_valid_imei
 from simulators import DeviceConfig, SimDevice, State
 from simulators.alarms import UnsupportedAlarm, supported_alarms
@@ -27,7 +28,7 @@ def frames(device: SimDevice) -> list[bytes]:
 
 def replies(device: SimDevice, frame: bytes, sack: bool = False) -> bytes:
     """What the gateway answers, as the protocol defines it."""
-    decoded = device.codec.decode(frame, DecodeOptions(gl300_sack=sack))
+    decoded = device.codec.decode(frame, Gl300Options(sack=sack))
     return b"".join(r.data for r in decoded.replies)
 
 
@@ -90,7 +91,7 @@ def test_gl300_sack_resend_then_give_up_and_buffer_as_buff() -> None:
     device.receive(replies(device, hbd, sack=True), 12.01)
     replay = frames(device)
     assert replay and all(f.startswith(b"+BUFF:GTFRI") for f in replay)
-    decoded = [get_codec("gl300").decode(f, DecodeOptions()) for f in replay]
+    decoded = [get_codec("gl300").decode(f) for f in replay]
     positions = [e for d in decoded for e in d.events if isinstance(e, Position)]
     assert len(positions) == buffered + 1
     device.receive(b"".join(replies(device, f, sack=True) for f in replay), 12.1)
@@ -133,7 +134,7 @@ def test_position_request_is_answered_with_a_position(protocol: str, command: by
     device.receive(command.replace(b"{imei}", device.imei.encode())
                    .replace(b"{id}", device_id.encode()), 0.5)
     answer = frames(device)
-    events = [e for f in answer for e in device.codec.decode(f, DecodeOptions()).events]
+    events = [e for f in answer for e in device.codec.decode(f).events]
     assert any(isinstance(e, Position) for e in events)
     assert device.stats.commands_answered == 1
 
@@ -161,7 +162,7 @@ def test_alarms_decode_as_the_alarm_raised(protocol: str) -> None:
     for alarm in alarms:
         device.raise_alarm(alarm, 1.0)
         [frame] = frames(device)
-        events = codec.decode(frame, DecodeOptions()).events
+        events = codec.decode(frame).events
         assert any(isinstance(e, Alarm) and e.alarm is alarm for e in events), (alarm, frame)
     with pytest.raises(UnsupportedAlarm):
         device.raise_alarm(AlarmType.CORNERING, 1.0)
@@ -178,7 +179,7 @@ def test_route_playback_positions_follow_the_route() -> None:
     for step in range(1, 6):
         device.tick(step * 10.0)
         [frame] = frames(device)
-        [position] = [e for e in codec.decode(frame, DecodeOptions()).events
+        [position] = [e for e in codec.decode(frame).events
                       if isinstance(e, Position)]
         expected = route.fix_at(step * 10.0, position.fix_time)
         assert position.lat == pytest.approx(expected.lat, abs=1e-5)

@@ -8,7 +8,6 @@ import contextlib
 from gateway.server import Gateway
 from gateway.store import queries
 from gateway.store.database import Database
-from protocols import DecodeOptions
 from simulators import FleetConfig, State, run_fleet
 from tests.gateway.e2e.conftest import StartGateway, bind_when_seen
 from tests.simulators.conftest import Sim, stored_positions, until
@@ -178,7 +177,3 @@ async def test_positions_without_ack_are_said_so(start_gateway: StartGateway) ->
     assert summary.stats.frames_no_ack >= 5
     assert "gps103 positions have no ack in the protocol" in summary.render()
 
-
-def test_decode_options_match_the_gateway_setting() -> None:
-    # The simulator's --sack is the gateway's tcp.gl300_sack: the same DecodeOptions flag.
-    assert DecodeOptions(gl300_sack=True).gl300_sack

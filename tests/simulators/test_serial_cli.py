@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from gateway.server import Gateway
-from protocols import DecodeOptions, Fix, get_codec
+from protocols import Fix, get_codec
 from protocols.nmea import NmeaFramer, NmeaReader, encode_gga, encode_rmc
 from simulators import DeviceConfig, Scheduler, SimDevice, State
 from simulators.check import FAIL, PASS, run_check
@@ -82,7 +82,7 @@ async def test_nmea_in_feeds_live_positions_to_a_device(pty_pair: tuple[int, str
         device.take_output()
         device.tick(1.0)
         frame = device.take_output()
-        decoded = get_codec("gl300").decode(frame, DecodeOptions())
+        decoded = get_codec("gl300").decode(frame)
         assert any(getattr(e, "lat", None) == pytest.approx(-33.9249, abs=1e-5)
                    for e in decoded.events)
     finally:
