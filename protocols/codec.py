@@ -43,6 +43,10 @@ class Decoded:
     #: The protocol asks for the connection to end once the replies are sent (a refused
     #: registration, for instance).
     close: bool = False
+    #: Short labels of what was wrong with a frame that was still accepted by the protocol's
+    #: policy (for example "bad_crc"): the gateway counts and logs them. A bounded set per
+    #: protocol: they become metric labels.
+    notes: tuple[str, ...] = ()
 
     @property
     def rejected(self) -> Rejected | None:
