@@ -34,6 +34,7 @@ from fastapi import FastAPI
 
 from gateway.config import Settings
 from gateway.server import Gateway
+from protocols import names
 from protocols.imei import complete_imei
 
 TOKEN = "bench-admin-token"
@@ -89,7 +90,7 @@ async def main(claims: int, concurrency: int, database: str | None) -> None:
     outbox = workdir / "outbox.jsonl"
     settings = Settings(
         database={"url": url},
-        tcp={"gps103_port": 0, "tk103_port": 0, "gl300_port": 0},
+        protocols={name: {"port": 0} for name in names()},
         http={"host": "127.0.0.1", "port": 0},
         admin={"token": TOKEN},
         notify={"outbox_path": str(outbox)},

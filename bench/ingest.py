@@ -48,7 +48,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.store import DEVICES, driver_rate, scratch_pg, store_rate
-from protocols import Fix, get_codec
+from protocols import Fix, get_codec, names
 from protocols.imei import complete_imei
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -305,10 +305,10 @@ class GatewayUnderTest:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
         env.update({
             "GATEWAY_DATABASE__URL": url,
-            "GATEWAY_TCP__GL300_PORT": str(self.port),
-            "GATEWAY_TCP__GPS103_PORT": "0",
-            "GATEWAY_TCP__TK103_PORT": "0",
-            "GATEWAY_TCP__GL300_SACK": "true",
+            # Only the gl300 listener, with SACK on; every other protocol's listener off.
+            **{f"GATEWAY_PROTOCOLS__{name.upper()}__PORT": "0" for name in names()},
+            "GATEWAY_PROTOCOLS__GL300__PORT": str(self.port),
+            "GATEWAY_PROTOCOLS__GL300__SACK": "true",
             "GATEWAY_TCP__MAX_CONNECTIONS_PER_ADDR": "50000",
             "GATEWAY_TCP__MAX_FRAMES_PER_S": "100000",
             "GATEWAY_TCP__MAX_PENDING_PER_CONNECTION": "5000",

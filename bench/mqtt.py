@@ -217,11 +217,12 @@ async def gateway_rate(args: argparse.Namespace, url: str) -> Rate:
     from gateway.config import Settings
     from gateway.server import Gateway
     from gateway.store import queries
+    from protocols import names
 
     topic_prefix = f"bench-{uuid.uuid4().hex[:8]}/trackers"
     settings = Settings(
         database={"url": url},
-        tcp={"gps103_port": 0, "tk103_port": 0, "gl300_port": 0},
+        protocols={name: {"port": 0} for name in names()},
         http={"port": 0},
         mqtt={"enabled": True, "url": f"mqtt://{args.broker}", "topic_prefix": topic_prefix,
               "client_id": f"bench-gateway-{topic_prefix[6:14]}", "session_expiry_s": 600},
@@ -257,7 +258,7 @@ async def gateway_rate(args: argparse.Namespace, url: str) -> Rate:
         else:
             go.set()
         assert gateway.mqtt is not None and gateway.writer is not None
-        accepted = gateway.mqtt.messages.labels("accepted")
+        accepted = gateway.metrics.mqtt_messages.labels("accepted")
         # Each message is one frame, so one committed item: heartbeats, then the positions.
         target = heartbeats + args.messages
         while accepted._value.get() <= heartbeats:  # the first position message arrived

@@ -2,23 +2,41 @@
 
 Precedence, lowest first: the defaults in this module (documented, with the same values, in
 `config/gateway.toml`), the TOML file given with `--config` (or `GATEWAY_CONFIG`), then environment
-variables `GATEWAY_<SECTION>__<KEY>` (for example `GATEWAY_TCP__GL300_PORT=15004`).
+variables `GATEWAY_<SECTION>__<KEY>` (for example `GATEWAY_PROTOCOLS__<NAME>__PORT=15004`).
 A wrong value stops start-up with a message that names the key and what is allowed.
+
+Each protocol of the registry (`protocols.registry`) has a table `[protocols.<name>]` with its
+`port` (default: the protocol's own) and the fields of its options dataclass; nothing here names
+a protocol. The keys of the previous release, `tcp.<name>_port` and `tcp.<name>_<option>`, still
+work with a warning naming the new key (`Settings.deprecations`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from protocols.registry import codecs
 
 Port = int
 
@@ -58,11 +76,8 @@ class DatabaseSettings(_Section):
 class TcpSettings(_Section):
     #: Address the device listeners bind to. 0.0.0.0 exposes them on every interface.
     host: str = "127.0.0.1"
-    #: Port per protocol; 0 disables that listener.
-    gps103_port: Port = Field(5001, ge=0, le=65535)
-    tk103_port: Port = Field(5002, ge=0, le=65535)
-    gl300_port: Port = Field(5004, ge=0, le=65535)
-    #: A port that tells the protocol from the first bytes; 0 disables it.
+    #: A port that tells the protocol from the first bytes; 0 disables it. (The port of each
+    #: protocol is `protocols.<name>.port`.)
     auto_port: Port = Field(0, ge=0, le=65535)
     #: A connection with no bytes for this long is closed (devices send heartbeats).
     idle_timeout_s: float = Field(600.0, gt=0)
@@ -74,8 +89,92 @@ class TcpSettings(_Section):
     max_frames_per_s: float = Field(200.0, gt=0)
     #: Frames a connection may have waiting for their commit before reading pauses.
     max_pending_per_connection: int = Field(1000, ge=1)
-    #: Answer every Queclink message with `+SACK:<count>$` (device-side "SACK enable").
-    gl300_sack: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProtocolSettings:
+    """One protocol's table: its listener port (0: no listener) and its decoder options."""
+
+    port: int
+    #: An instance of the protocol's own options dataclass (`Codec.options`).
+    options: Any
+
+
+#: Where the legacy keys found during validation travel to the settings object.
+_MOVED = "\0moved"
+
+
+def _env(key: str) -> str:
+    return "GATEWAY_" + key.upper().replace(".", "__")
+
+
+def _protocol_settings(
+    raw: Mapping[str, Any], legacy: Mapping[str, str] | None = None
+) -> dict[str, ProtocolSettings]:
+    """Validate `[protocols.<name>]` tables against the registry; every protocol gets one.
+
+    `legacy` maps a new key (`protocols.gl300.port`) to the old one it was given as, so that an
+    error names what the user actually wrote.
+    """
+    known = {codec.name: codec for codec in codecs()}
+    problems: list[str] = []
+
+    def where(key: str) -> str:
+        old = (legacy or {}).get(key)
+        given = f"; given as {old}, environment {_env(old)}" if old else ""
+        return f"[environment {_env(key)}{given}]"
+
+    for name in raw:
+        if name not in known:
+            problems.append(f"protocols.{name}: no such protocol (known: {', '.join(known)}) "
+                            f"[environment {_env('protocols.' + str(name))}]")
+    out: dict[str, ProtocolSettings] = {}
+    for name, codec in known.items():
+        table = raw.get(name) or {}
+        if not isinstance(table, Mapping):
+            problems.append(f"protocols.{name}: expected a table of keys (port, options)")
+            continue
+        values = dict(table)
+        port = values.pop("port", codec.default_port)
+        try:
+            port = TypeAdapter(int).validate_python(port)
+            if not 0 <= port <= 65535:
+                raise ValueError("a port from 1 to 65535, or 0 for no listener")
+        except (ValidationError, ValueError) as exc:
+            problems.append(f"protocols.{name}.port: {_first_error(exc)} (got {port!r}) "
+                            + where(f"protocols.{name}.port"))
+            continue
+        fields = {f.name for f in dataclasses.fields(codec.options)}
+        for key in values:
+            if key not in fields:
+                allowed = ", ".join(["port", *sorted(fields)])
+                problems.append(f"protocols.{name}.{key}: no such key (allowed: {allowed}) "
+                                + where(f"protocols.{name}.{key}"))
+        if any(key not in fields for key in values):
+            continue
+        try:
+            options = TypeAdapter(codec.options).validate_python(values)
+        except ValidationError as exc:
+            for error in exc.errors():
+                key = ".".join(["protocols", name, *(str(p) for p in error["loc"])])
+                given = error.get("input")
+                shown = "" if isinstance(given, dict) else f" (got {given!r})"
+                problems.append(f"{key}: {_clean(error['msg'])}{shown} {where(key)}")
+            continue
+        out[name] = ProtocolSettings(port=port, options=options)
+    if problems:
+        raise ValueError("\n  ".join(problems))
+    return out
+
+
+def _first_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return _clean(exc.errors()[0]["msg"])
+    return str(exc)
+
+
+def _clean(message: str) -> str:
+    return message.removeprefix("Value error, ")
 
 
 class HttpSettings(_Section):
@@ -241,9 +340,64 @@ class Settings(BaseSettings):
     notify: NotifySettings = NotifySettings()
     activation: ActivationSettings = ActivationSettings()
     log: LogSettings = LogSettings()
+    #: `[protocols.<name>]`: port and options of each registered protocol.
+    protocols: dict[str, Any] = Field(default_factory=dict, validate_default=True)
 
     # Set by load_settings() for the duration of one construction.
     _toml_file: ClassVar[Path | None] = None
+    #: Keys of the previous release that were used, each with the key that replaces it.
+    _deprecations: list[str] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _move_legacy_keys(cls, data: Any) -> Any:
+        """`tcp.<protocol>_<key>` of the previous release becomes `protocols.<protocol>.<key>`
+        (the new key wins when both are given)."""
+        if not isinstance(data, dict) or not isinstance(data.get("tcp"), Mapping):
+            return data
+        tcp = dict(data["tcp"])
+        protocols = {name: dict(table) if isinstance(table, Mapping) else table
+                     for name, table in (data.get("protocols") or {}).items()}
+        moved: list[tuple[str, str]] = []
+        for key in list(tcp):
+            for codec in codecs():
+                prefix = codec.name + "_"
+                if not key.startswith(prefix):
+                    continue
+                option = key[len(prefix):]
+                table = protocols.setdefault(codec.name, {})
+                if isinstance(table, dict):
+                    table.setdefault(option, tcp[key])
+                moved.append((f"tcp.{key}", f"protocols.{codec.name}.{option}"))
+                del tcp[key]
+                break
+        if not moved:
+            return data
+        protocols[_MOVED] = moved
+        return {**data, "tcp": tcp, "protocols": protocols}
+
+    @field_validator("protocols", mode="after")
+    @classmethod
+    def _protocols(cls, value: dict[str, Any]) -> dict[str, Any]:
+        moved = value.pop(_MOVED, None)
+        legacy = {new: old for old, new in moved or ()}
+        out: dict[str, Any] = dict(_protocol_settings(value, legacy))
+        if moved:
+            out[_MOVED] = moved
+        return out
+
+    @model_validator(mode="after")
+    def _keep_deprecations(self) -> Settings:
+        for old, new in self.protocols.pop(_MOVED, None) or ():
+            self._deprecations.append(
+                f"{old} ({_env(old)}) is deprecated and will be removed in the next release: "
+                f"use {new} ({_env(new)})")
+        return self
+
+    @property
+    def deprecations(self) -> list[str]:
+        """Warnings about keys of the previous release that were used (logged at start)."""
+        return list(self._deprecations)
 
     @classmethod
     def settings_customise_sources(
@@ -289,6 +443,9 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
 def _describe(exc: ValidationError) -> str:
     lines = ["invalid configuration:"]
     for error in exc.errors():
+        if tuple(error["loc"]) == ("protocols",):  # already names each key and variable
+            lines.append("  " + _clean(error["msg"]))
+            continue
         key = ".".join(str(part) for part in error["loc"])
         env = "GATEWAY_" + "__".join(str(part).upper() for part in error["loc"])
         given = error.get("input")

@@ -32,6 +32,10 @@ class Metrics:
             "gateway_rejected_frames_total",
             "Frames refused by the gateway (decoder, size, IMEI lock, rate)",
             ["protocol", "reason"], registry=r)
+        self.frame_notes = Counter(
+            "gateway_frame_notes_total",
+            "Frames a protocol accepted despite a flaw its policy tolerates (e.g. a wrong CRC)",
+            ["protocol", "note"], registry=r)
         self.positions = Counter(
             "gateway_positions_total", "Positions decoded", ["protocol"], registry=r)
         self.acks_pending = Gauge(
@@ -52,3 +56,11 @@ class Metrics:
             "gateway_store_up", "1 when the last database write succeeded", registry=r)
         self.mqtt_up = Gauge(
             "gateway_mqtt_up", "1 when connected to the MQTT broker", registry=r)
+        self.mqtt_messages = Counter(
+            "gateway_mqtt_messages_total", "Messages received on device topics, by result",
+            ["result"], registry=r)
+        self.mqtt_connects = Counter(
+            "gateway_mqtt_connects_total", "Connections made to the MQTT broker", registry=r)
+        self.mqtt_events = Counter(
+            "gateway_mqtt_events_total", "JSON events published for integrators", ["type"],
+            registry=r)

@@ -15,13 +15,15 @@ import uvicorn
 from gateway.activation import ActivationService
 from gateway.activation.codes import load_server_key
 from gateway.config import Settings
+from gateway.devices.mqtt import MqttTransport
+from gateway.devices.pipeline import Pipeline
+from gateway.devices.tcp import TcpServer
 from gateway.metrics import Metrics
-from gateway.mqtt import MqttTransport
 from gateway.notify import build_notifier
+from gateway.outbound.events import EventPublisher
 from gateway.store.database import Database
 from gateway.store.ingest import IngestItem, trim_frame_rings
 from gateway.store.writer import GroupCommitWriter
-from gateway.tcp import TcpServer
 from gateway.web.app import create_app
 from protocols.events import Alarm, AlarmType
 
@@ -60,8 +62,10 @@ class Gateway:
         self.db: Database | None = None
         self._writer_db: Database | None = None
         self.writer: GroupCommitWriter | None = None
+        self.pipeline: Pipeline | None = None
         self.tcp: TcpServer | None = None
         self.mqtt: MqttTransport | None = None
+        self.events: EventPublisher | None = None
         self._web: _EmbeddedUvicorn | None = None
         self._web_task: asyncio.Task[None] | None = None
         self.http_port: int | None = None
@@ -70,6 +74,8 @@ class Gateway:
 
     async def start(self) -> None:
         settings = self.settings
+        for warning in settings.deprecations:
+            log.warning("configuration: %s", warning)
         # SQLite is migrated here (the embedded default needs no separate step); PostgreSQL by
         # `gateway db upgrade`, so that several instances never race to migrate.
         self.db = await Database.connect(settings.database.url)
@@ -111,14 +117,22 @@ class Gateway:
         self.writer.start()
         await self._trim_frame_rings()
         self.activation = self._start_activation(self.db)
-        self.tcp = TcpServer(settings.tcp, self.metrics, self.writer, self.on_stored)
+        self.pipeline = Pipeline(
+            settings.protocols, max_frame_bytes=settings.tcp.max_frame_bytes,
+            max_frames_per_s=settings.tcp.max_frames_per_s, metrics=self.metrics,
+            store=self.writer, on_stored=self.on_stored)
+        self.tcp = TcpServer(settings.tcp, self.pipeline, self.metrics)
         await self.tcp.start()
         if settings.mqtt.enabled:
             # Never fails because of the broker: it connects (and reconnects) in the background.
-            self.mqtt = MqttTransport(
-                settings.mqtt, settings.tcp, self.metrics, self.writer, self.on_stored, self.db,
+            mqtt = self.mqtt = MqttTransport(
+                settings.mqtt, self.pipeline, self.metrics,
                 drain_timeout_s=settings.database.shutdown_timeout_s)
-            await self.mqtt.start()
+            await mqtt.start()
+            if settings.mqtt.publish_events:
+                self.events = EventPublisher(settings.mqtt, mqtt.publish,
+                                             lambda: mqtt.state == "up", self.db, self.metrics)
+                await self.events.start()
         app = create_app(self)
         config = uvicorn.Config(
             app, host=settings.http.host, port=settings.http.port, log_config=None,
@@ -159,8 +173,8 @@ class Gateway:
         Transport-neutral: TCP and MQTT call it the same way. Bound devices' positions and
         alarms are also published as MQTT events from here (when `mqtt.publish_events`).
         """
-        if self.mqtt is not None:
-            self.mqtt.device_stored(item)
+        if self.events is not None:
+            self.events.device_stored(item)
         if self.activation is None:
             return
         for event in item.events:  # a loop, not any(): called for every committed frame
@@ -189,6 +203,8 @@ class Gateway:
         log.info("gateway stopping")
         if self.tcp is not None:
             await self.tcp.stop()
+        if self.events is not None:
+            await self.events.stop()
         if self.mqtt is not None:
             await self.mqtt.stop()
         if self.writer is not None:

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.store.database import Database
 from gateway.store.models import (
+    AuditEntry,
     Binding,
     Device,
     DeviceFrame,
@@ -273,3 +274,30 @@ async def release_device(
             .values(state=DeviceState.UNCLAIMED, current_binding_id=None)
         )
     return closed
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    id: int
+    at: datetime
+    action: str
+    outcome: str
+    imei: str | None
+
+
+async def last_audit_id(db: Database) -> int:
+    """The newest audit row's id (0 when the log is empty)."""
+    async with db.engine.connect() as conn:
+        return int((await conn.execute(select(func.max(AuditEntry.id)))).scalar() or 0)
+
+
+async def audit_events_after(
+    db: Database, after_id: int, actions: tuple[str, ...], *, limit: int = 1000
+) -> list[AuditEvent]:
+    """Audit rows of `actions` newer than `after_id`, oldest first."""
+    a = AuditEntry
+    async with db.engine.connect() as conn:
+        rows = (await conn.execute(
+            select(a.id, a.at, a.action, a.outcome, a.imei)
+            .where(a.id > after_id, a.action.in_(actions)).order_by(a.id).limit(limit))).all()
+    return [AuditEvent(*row) for row in rows]

@@ -6,9 +6,12 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+
+from protocols import names
 
 
 def run_gateway(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -34,23 +37,70 @@ def _free() -> int:
         return int(sock.getsockname()[1])
 
 
+def ports(**chosen: int) -> dict[str, str]:
+    """Environment giving every registered protocol port 0 (no listener) but those chosen."""
+    return {f"PROTOCOLS__{name.upper()}__PORT": str(chosen.get(name, 0)) for name in names()}
+
+
 def test_busy_device_port_names_the_key(tmp_path: Path, busy_port: int) -> None:
-    result = run_gateway(tmp_path, TCP__GL300_PORT=str(busy_port), TCP__GPS103_PORT="0",
-                         TCP__TK103_PORT="0", HTTP__PORT=str(_free()))
+    result = run_gateway(tmp_path, **ports(gl300=busy_port), HTTP__PORT=str(_free()))
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{busy_port} for gl300" in result.stderr
-    assert "change tcp.gl300_port" in result.stderr
+    assert "change protocols.gl300.port" in result.stderr
 
 
 def test_busy_http_port_names_the_key(tmp_path: Path, busy_port: int) -> None:
-    result = run_gateway(tmp_path, HTTP__PORT=str(busy_port), TCP__GPS103_PORT=str(_free()),
-                         TCP__TK103_PORT=str(_free()), TCP__GL300_PORT=str(_free()))
+    result = run_gateway(tmp_path, HTTP__PORT=str(busy_port), **ports(gl300=_free()))
     assert result.returncode == 1
     assert "change http.port" in result.stderr
 
 
 def test_invalid_setting_exits_2_with_the_key(tmp_path: Path) -> None:
+    result = run_gateway(tmp_path, PROTOCOLS__TK103__PORT="seventy")
+    assert result.returncode == 2
+    assert "protocols.tk103.port" in result.stderr
+    assert "GATEWAY_PROTOCOLS__TK103__PORT" in result.stderr
+
+
+def test_invalid_old_key_names_what_was_written(tmp_path: Path) -> None:
     result = run_gateway(tmp_path, TCP__TK103_PORT="seventy")
     assert result.returncode == 2
-    assert "tcp.tk103_port" in result.stderr
-    assert "GATEWAY_TCP__TK103_PORT" in result.stderr
+    assert "given as tcp.tk103_port, environment GATEWAY_TCP__TK103_PORT" in result.stderr
+
+
+def test_old_keys_still_start_the_gateway_with_a_warning(tmp_path: Path) -> None:
+    """The previous release's tcp.<protocol>_port / tcp.gl300_sack keep working for one release:
+    the gateway listens where they say and answers as they say, and warns with the new key."""
+    port, http = _free(), _free()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    # Every other listener off; gl300's port comes from the old key only (a new key would win).
+    env.update({f"GATEWAY_{k}": v for k, v in ports().items() if "GL300" not in k})
+    env.update({"GATEWAY_TCP__GL300_PORT": str(port), "GATEWAY_TCP__GL300_SACK": "true",
+                "GATEWAY_HTTP__PORT": str(http)})
+    process = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run"], env=env,
+                               cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                sock = socket.create_connection(("127.0.0.1", port), timeout=1)
+                break
+            except OSError:
+                assert process.poll() is None, process.stderr.read() if process.stderr else ""
+                assert time.monotonic() < deadline, "the gateway did not start"
+                time.sleep(0.1)
+        with sock:
+            # A heartbeat: with SACK on, the gateway adds +SACK:<count>$ (the old key worked).
+            sock.sendall(b"+ACK:GTHBD,1A0401,135790246811220,,20100214093254,11F0$")
+            got = b""
+            sock.settimeout(10)
+            while b"+SACK:11F0$" not in got:
+                chunk = sock.recv(1024)
+                assert chunk, got
+                got += chunk
+    finally:
+        process.terminate()
+        _out, err = process.communicate(timeout=30)
+    assert ("tcp.gl300_port (GATEWAY_TCP__GL300_PORT) is deprecated and will be removed in the "
+            "next release: use protocols.gl300.port (GATEWAY_PROTOCOLS__GL300__PORT)") in err
+    assert "use protocols.gl300.sack (GATEWAY_PROTOCOLS__GL300__SACK)" in err

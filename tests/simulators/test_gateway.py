@@ -107,7 +107,7 @@ class DroppingProxy:
 
 async def test_a_dropped_ack_makes_the_device_resend(start_gateway: StartGateway, sim: Sim,
                                                      db: Database) -> None:
-    gateway = await start_gateway(tcp={"gl300_sack": True})
+    gateway = await start_gateway(protocols={"gl300": {"sack": True}})
     # The count numbers go 0000 (power-on), 0001, ...: drop the SACK of the report 0002.
     proxy = DroppingProxy(gateway.tcp.ports["gl300"], b"+SACK:0002$")
     await proxy.start()
@@ -128,7 +128,7 @@ async def test_a_dropped_ack_makes_the_device_resend(start_gateway: StartGateway
 
 async def test_buffered_fixes_are_replayed_after_a_gateway_restart(
         start_gateway: StartGateway, sim: Sim, db: Database) -> None:
-    first = await start_gateway(tcp={"gl300_sack": True})
+    first = await start_gateway(protocols={"gl300": {"sack": True}})
     link = sim.device("gl300", first.tcp.ports["gl300"], sack=True, heartbeat_interval_s=0)
     device = link.device
     link.start()
@@ -154,7 +154,7 @@ async def test_buffered_fixes_are_replayed_after_a_gateway_restart(
 
 
 async def test_a_small_fleet_runs_against_the_gateway(start_gateway: StartGateway) -> None:
-    gateway = await start_gateway(tcp={"gl300_sack": True})
+    gateway = await start_gateway(protocols={"gl300": {"sack": True}})
     summary = await run_fleet(FleetConfig(
         protocol="gl300", port=gateway.tcp.ports["gl300"], devices=20, rate_per_s=5.0,
         duration_s=1.5, sack=True, connect_rate=200.0, settle_s=3.0))

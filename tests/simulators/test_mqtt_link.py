@@ -99,7 +99,7 @@ async def down_watch(prefix: str) -> AsyncIterator[Any]:
 
 async def test_gl300_with_sack_logs_in_reports_and_sends_sos(
         start_gateway: StartGateway, prefix: str, msim: MqttSim, down_watch: Any) -> None:
-    gateway = await mqtt_gateway(start_gateway, prefix, tcp={"gl300_sack": True})
+    gateway = await mqtt_gateway(start_gateway, prefix, protocols={"gl300": {"sack": True}})
     link = msim.device("gl300", sack=True, position_interval_s=0.2)
     device = link.device
     downs = await down_watch(device.imei)
@@ -156,7 +156,7 @@ async def test_device_reconnects_after_the_link_drops(
 
 async def test_broker_going_away_buffers_then_replays(
         start_gateway: StartGateway, prefix: str, msim: MqttSim) -> None:
-    gateway = await mqtt_gateway(start_gateway, prefix, tcp={"gl300_sack": True})
+    gateway = await mqtt_gateway(start_gateway, prefix, protocols={"gl300": {"sack": True}})
     proxy = TcpProxy("127.0.0.1", 1883)  # between the device and the broker only
     await proxy.start()
     try:

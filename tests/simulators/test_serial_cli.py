@@ -115,7 +115,7 @@ async def test_a_device_speaks_its_protocol_over_a_serial_line(
 
 
 async def test_check_passes_against_the_gateway(start_gateway: StartGateway) -> None:
-    gateway: Gateway = await start_gateway(tcp={"gl300_sack": True})
+    gateway: Gateway = await start_gateway(protocols={"gl300": {"sack": True}})
     result = await run_check("127.0.0.1", gateway.tcp.ports["gl300"], "gl300", timeout=5)
     assert result.ok, result.render()
     names = {s.name: s.status for s in result.steps}

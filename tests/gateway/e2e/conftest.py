@@ -14,6 +14,7 @@ import pytest
 
 from gateway.config import Settings
 from gateway.server import Gateway
+from protocols import names
 
 ADMIN_TOKEN = "test-admin-token"
 
@@ -27,19 +28,19 @@ def free_port() -> int:
 def gateway_settings(store_url: str, **sections: dict[str, Any]) -> Settings:
     base: dict[str, dict[str, Any]] = {
         "database": {"url": store_url, "batch_delay_ms": 2.0},
-        "tcp": {
-            "host": "127.0.0.1",
-            "gps103_port": free_port(),
-            "tk103_port": free_port(),
-            "gl300_port": free_port(),
-            "auto_port": free_port(),
-        },
+        "tcp": {"host": "127.0.0.1", "auto_port": free_port()},
+        # Every protocol of the registry on a port of its own.
+        "protocols": {name: {"port": free_port()} for name in names()},
         "http": {"host": "127.0.0.1", "port": 0},
         "admin": {"token": ADMIN_TOKEN},
         # A fixed key: no key file is created in the working directory by tests.
         "activation": {"server_key": "e2e-test-server-key-0123456789abcdef"},
     }
     for name, values in sections.items():
+        if name == "protocols":  # per protocol: merge into its table
+            for protocol, table in values.items():
+                base[name][protocol] = {**base[name].get(protocol, {}), **table}
+            continue
         base[name] = {**base.get(name, {}), **values}
     return Settings(**base)
 

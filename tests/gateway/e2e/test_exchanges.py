@@ -89,7 +89,7 @@ async def test_gl300_heartbeat_gets_sack_and_reports_are_stored(
 
 
 async def test_gl300_generic_sack_after_commit(start_gateway: StartGateway, link_factory) -> None:
-    gateway = await start_gateway(tcp={"gl300_sack": True})
+    gateway = await start_gateway(protocols={"gl300": {"sack": True}})
     device = get_codec("gl300").device(IMEI)
     link: DeviceLink = await link_factory(gateway.tcp.ports["gl300"])
     first = device.login()

@@ -64,7 +64,7 @@ async def test_tk103_ack_after_commit_with_12_digit_id(mqtt_gateway: Gateway, de
 async def test_gl300_heartbeat_and_sack_after_commit(start_gateway, prefix, devices) -> None:
     from tests.gateway.mqtt.conftest import mqtt_sections, wait_up
 
-    gateway = await start_gateway(mqtt=mqtt_sections(prefix), tcp={"gl300_sack": True})
+    gateway = await start_gateway(mqtt=mqtt_sections(prefix), protocols={"gl300": {"sack": True}})
     await wait_up(gateway)
     encoder = get_codec("gl300").device(IMEI)
     device = await devices(IMEI)

@@ -29,7 +29,7 @@ async def test_broker_outage_in_the_middle_of_traffic_loses_nothing(
     start_gateway, prefix: str, devices, broker_proxy: TcpProxy
 ) -> None:
     gateway = await start_gateway(mqtt=mqtt_sections(prefix, broker_proxy.port),
-                                  tcp={"gl300_sack": True})
+                                  protocols={"gl300": {"sack": True}})
     await wait_up(gateway)
     imei = complete_imei("86000000000001")
     encoder = get_codec("gl300").device(imei)
