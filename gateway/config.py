@@ -113,7 +113,7 @@ def _protocol_settings(
 ) -> dict[str, ProtocolSettings]:
     """Validate `[protocols.<name>]` tables against the registry; every protocol gets one.
 
-    `legacy` maps a new key (`protocols.gl300.port`) to the old one it was given as, so that an
+    `legacy` maps a new key (`protocols.<name>.port`) to the old one it was given as, so that an
     error names what the user actually wrote.
     """
     known = {codec.name: codec for codec in codecs()}

@@ -23,6 +23,10 @@ class Discarded:
 
 FramerOutput = bytes | Discarded
 
+#: What `_find_end` returns when the open frame is broken and a new frame starts at
+#: `_restart_at` (the broken part is discarded, the new frame kept).
+RESTART = -2
+
 
 class BoundedFramer:
     """Base class: keeps the partial frame and enforces the size bound.
@@ -30,17 +34,19 @@ class BoundedFramer:
     Subclasses implement `_find_start` (where the next frame begins at or after `pos`, or -1;
     a possible frame start cut off at the end of the buffer, such as `+RE` of `+RESP:`, must be
     returned as a start so that it is kept) and `_find_end` (the index one past the frame's last
-    byte, or -1 when the frame is not complete yet). `_frame` may trim the frame before it is
-    returned; an empty result is dropped silently.
+    byte, -1 when the frame is not complete yet, or RESTART after setting `_restart_at` when the
+    start of another frame shows that this one was cut short). `_frame` may trim the frame
+    before it is returned; an empty result is dropped silently.
     """
 
-    __slots__ = ("_buf", "max_frame_bytes")
+    __slots__ = ("_buf", "_restart_at", "max_frame_bytes")
 
     def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
         if max_frame_bytes < 16:
             raise ValueError("max_frame_bytes must be at least 16")
         self.max_frame_bytes = max_frame_bytes
         self._buf = b""
+        self._restart_at = 0
 
     @property
     def buffered(self) -> int:
@@ -62,6 +68,12 @@ class BoundedFramer:
             if start > pos:
                 self._report_garbage(buf, pos, start, out)
             end = self._find_end(buf, start)
+            if end == RESTART:
+                restart = self._restart_at
+                out.append(Discarded("frame cut short by the start of the next one",
+                                     restart - start))
+                pos = restart
+                continue
             if end < 0:
                 if n - start > self.max_frame_bytes:
                     # Keep only the last max_frame_bytes: a frame that can still complete starts

@@ -278,9 +278,9 @@ def fix_time_of(local: str, utc: str) -> datetime:
     known). Raises ValueError naming the bad field.
     """
     text = local
-    if not ((len(text) == 12 or len(text) == 10) and text.isdigit()):
+    if not ((len(text) == 12 or len(text) == 10) and text.isascii() and text.isdigit()):
         text = local.replace("/", "").replace(" ", "").replace(":", "")
-        if not ((len(text) == 12 or len(text) == 10) and text.isdigit()):
+        if not ((len(text) == 12 or len(text) == 10) and text.isascii() and text.isdigit()):
             raise ValueError(f"invalid local date/time {local!r}")
     # One int() and divmods: this runs for every fix, and is cheaper than slicing.
     value = int(text)
@@ -299,8 +299,9 @@ def fix_time_of(local: str, utc: str) -> datetime:
     tail = utc[6:]
     if not (
         len(head) == 6
-        and head.isdigit()
-        and (not tail or (tail[0] == "." and (len(tail) == 1 or tail[1:].isdigit())))
+        and head.isascii() and head.isdigit()
+        and (not tail or (tail[0] == "." and (len(tail) == 1 or (
+            tail[1:].isascii() and tail[1:].isdigit()))))
     ):
         try:
             return datetime(year, month, day, hour, minute, local_second, tzinfo=UTC)

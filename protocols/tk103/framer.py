@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from protocols.framing import DEFAULT_MAX_FRAME_BYTES, BoundedFramer, FramerOutput
+from protocols.framing import DEFAULT_MAX_FRAME_BYTES, RESTART, BoundedFramer, FramerOutput
 
 
 class Tk103Framer(BoundedFramer):
@@ -10,7 +10,9 @@ class Tk103Framer(BoundedFramer):
 
     A frame starts at `(` (anything before it is garbage) and ends at the first `)` preceded by an
     even number of `$` since the frame start: ZC03 command results carry free text between `$`
-    signs, and that text may hold `)` (`minute(s)`). Frames may contain CR/LF (cell lists, ZC03).
+    signs, and that text may hold `(` and `)` (`minute(s)`). Frames may contain CR/LF (cell
+    lists, ZC03). A `(` outside such text while a frame is open starts a new frame: the open one
+    is reported as Discarded.
     """
 
     __slots__ = ("_last_dollars", "_last_scanned", "_last_start", "_resume", "_resume_dollars")
@@ -53,6 +55,15 @@ class Tk103Framer(BoundedFramer):
             dollars = 0
         while True:
             close = buf.find(b")", scanned)
+            # A `(` outside `$...$` text before the close starts the next frame: this one lost
+            # its `)` (a device sent a full-width `）`, or the line dropped bytes). It is
+            # discarded and the next frame kept, instead of both being swallowed as one.
+            opening = buf.find(b"(", scanned, close if close >= 0 else len(buf))
+            while opening >= 0:
+                if (dollars + buf.count(b"$", scanned, opening)) % 2 == 0:
+                    self._restart_at = opening
+                    return RESTART
+                opening = buf.find(b"(", opening + 1, close if close >= 0 else len(buf))
             if close < 0:
                 self._last_start = start
                 self._last_scanned = scanned - start
