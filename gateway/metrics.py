@@ -2,7 +2,51 @@
 
 from __future__ import annotations
 
+import collections
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+
+class FrameCounts:
+    """What the device pipeline counts for every frame, as plain integers.
+
+    A prometheus_client counter takes a lock per update; at one frame per read, the frame,
+    position and pending-ack counts cost several lock round trips per frame. These are bumped
+    without one (the event loop is the only writer) and exported when /metrics is read.
+    """
+
+    __slots__ = ("acks_pending", "frames", "positions")
+
+    def __init__(self) -> None:
+        #: (protocol, result) -> frames; result is "ok" or "rejected".
+        self.frames: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.positions: collections.Counter[str] = collections.Counter()
+        #: Replies waiting for their data to be committed.
+        self.acks_pending = 0
+
+
+class _FrameCountsCollector(Collector):
+    def __init__(self, counts: FrameCounts) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        counts = self.counts
+        frames = CounterMetricFamily("gateway_frames", "Frames received, by result",
+                                     labels=["protocol", "result"])
+        for (protocol, result), value in list(counts.frames.items()):
+            frames.add_metric([protocol, result], value)
+        yield frames
+        positions = CounterMetricFamily("gateway_positions", "Positions decoded",
+                                        labels=["protocol"])
+        for protocol, value in list(counts.positions.items()):
+            positions.add_metric([protocol], value)
+        yield positions
+        yield GaugeMetricFamily("gateway_acks_pending",
+                                "Replies waiting for their data to be committed",
+                                value=counts.acks_pending)
 
 
 class Metrics:
@@ -23,9 +67,9 @@ class Metrics:
         self.connections_closed = Counter(
             "gateway_connections_closed_total",
             "Connections closed, by reason", ["protocol", "reason"], registry=r)
-        self.frames = Counter(
-            "gateway_frames_total", "Frames received, by result", ["protocol", "result"],
-            registry=r)
+        #: Frames, positions and pending acks (plain integers; see FrameCounts).
+        self.counts = FrameCounts()
+        r.register(_FrameCountsCollector(self.counts))
         self.decode_errors = Counter(
             "gateway_decode_errors_total", "Frames the decoder rejected", ["protocol"], registry=r)
         self.rejected_frames = Counter(
@@ -36,10 +80,6 @@ class Metrics:
             "gateway_frame_notes_total",
             "Frames a protocol accepted despite a flaw its policy tolerates (e.g. a wrong CRC)",
             ["protocol", "note"], registry=r)
-        self.positions = Counter(
-            "gateway_positions_total", "Positions decoded", ["protocol"], registry=r)
-        self.acks_pending = Gauge(
-            "gateway_acks_pending", "Replies waiting for their data to be committed", registry=r)
         self.store_pending = Gauge(
             "gateway_store_pending", "Items received and not yet committed", registry=r)
         self.store_batch_size = Histogram(

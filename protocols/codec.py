@@ -19,20 +19,22 @@ from protocols.events import Attributes, Event, Rejected, attrs
 from protocols.framing import BoundedFramer
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reply:
     """Bytes the server must send back for a frame.
 
     `after_store` is True when the reply acknowledges data (a position, an alarm): it may only be
     written to the device once that data is committed, because the device deletes what was
     acknowledged. Handshake replies (LOAD, ON, AP01HSO, +SACK:GTHBD) go out at once.
+
+    Built once and never changed (not frozen for speed: see `protocols.events`).
     """
 
     data: bytes
     after_store: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decoded:
     """What one frame means: its events, the replies it needs, and who sent it."""
 

@@ -3,6 +3,11 @@
 Units are normalised here once, so that nothing downstream needs to know which protocol a value
 came from: decimal degrees (negative south / west), km/h, degrees from true north, metres, and
 timezone-aware UTC datetimes.
+
+Events are built once by a decoder and never changed afterwards: treat them as immutable. They
+are plain slotted records rather than frozen dataclasses because a frozen dataclass pays one
+`object.__setattr__` call per field on every construction, and every frame builds several
+(a Position was measured at 3.2 us frozen against 0.6 us plain on the reference machine).
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ class AlarmType(enum.Enum):
     GENERAL = "general"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Position:
     """One GPS fix. `valid` is the device's own fix flag (A/V); coordinates are always present."""
 
@@ -74,7 +79,7 @@ class Position:
     attributes: Attributes = field(default_factory=lambda: _EMPTY)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Login:
     """The device identified itself (gps103 `##,imei:...`, tk103 BP05 registration)."""
 
@@ -82,7 +87,7 @@ class Login:
     attributes: Attributes = field(default_factory=lambda: _EMPTY)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Heartbeat:
     """Keep-alive with no position (gps103 bare IMEI, tk103 BP00, Queclink GTHBD)."""
 
@@ -90,7 +95,7 @@ class Heartbeat:
     attributes: Attributes = field(default_factory=lambda: _EMPTY)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Alarm:
     """An alarm; `position` is the fix the alarm frame carried, when it carried one."""
 
@@ -102,7 +107,7 @@ class Alarm:
     attributes: Attributes = field(default_factory=lambda: _EMPTY)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CommandResult:
     """The device's answer to a command the server sent (tk103 ZC03 text, Queclink `+ACK:GTxxx`)."""
 
@@ -113,7 +118,7 @@ class CommandResult:
     attributes: Attributes = field(default_factory=lambda: _EMPTY)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Status:
     """Device information without a fix: battery, VIN, OBD data, cell towers, firmware version."""
 
@@ -122,7 +127,7 @@ class Status:
     attributes: Attributes = field(default_factory=lambda: _EMPTY)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Rejected:
     """A frame that could not be decoded, and why. Decoders return this instead of raising."""
 

@@ -65,7 +65,7 @@ class _Message(Received):
     def finish(self, link: BrokerLink) -> None:
         out, acks = release(self.entries, self.down)
         if acks:
-            self.transport.metrics.acks_pending.dec(acks)
+            self.transport.metrics.counts.acks_pending -= acks
         if out:
             link.publish(self.down, b"".join(out), 1)
 
@@ -155,7 +155,7 @@ class MqttTransport:
         if problem is not None or device is None or protocol is None:
             self.metrics.mqtt_messages.labels("rejected").inc()
             # Counted once per message, under protocol "unknown": no frame of it was looked at.
-            self.metrics.frames.labels("unknown", "rejected").inc()
+            self.metrics.counts.frames["unknown", "rejected"] += 1
             self.metrics.rejected_frames.labels("unknown", "bad_message").inc()
             log.warning("mqtt message rejected", extra={"topic": topic, "reason": problem})
             # Acknowledged (in arrival order): sending it again would not make it any better.

@@ -138,6 +138,7 @@ class Pipeline:
         self.metrics = metrics
         self.store = store
         self.on_stored = on_stored
+        self.counts = metrics.counts
 
     def tell(self, head: bytes, whole: bool = True) -> tuple[str | None, str | None]:
         """The protocol served here that a stream starting with `head` speaks: (name, None);
@@ -166,9 +167,21 @@ class Pipeline:
 class Stream:
     """One device stream: bytes in, items to the store, replies out in order."""
 
-    __slots__ = ("_counters", "_framer", "_head", "_notes_logged", "claimed_id", "ended",
-                 "label", "outgoing", "pipeline", "remote_addr", "session", "sink",
-                 "uncommitted")
+    __slots__ = (
+        "_framer",
+        "_head",
+        "_notes_logged",
+        "_ok_key",
+        "claimed_id",
+        "ended",
+        "label",
+        "outgoing",
+        "pipeline",
+        "remote_addr",
+        "session",
+        "sink",
+        "uncommitted",
+    )
 
     def __init__(self, pipeline: Pipeline, sink: Sink, protocol: str | None, remote_addr: str,
                  claimed_id: str | None) -> None:
@@ -187,7 +200,7 @@ class Stream:
         self.ended: str | None = None
         self._framer: BoundedFramer | None = None
         self._head = b""
-        self._counters: tuple[Any, Any] | None = None
+        self._ok_key = ("auto", "ok")
         self._notes_logged: set[str] = set()
         if protocol is not None:
             self._start(protocol)
@@ -291,14 +304,13 @@ class Stream:
             self._reject("framing", f"incomplete frame at the end of the message "
                          f"({framer.buffered} bytes)")
             self._framer = session.codec.framer(pipeline.max_frame_bytes)
-        counters = self._counters
-        if counters is not None:
-            if accepted:
-                counters[0].inc(accepted)
-            if positions:
-                counters[1].inc(positions)
+        counts = pipeline.counts
+        if accepted:
+            counts.frames[self._ok_key] += accepted
+        if positions:
+            counts.positions[protocol] += positions
         if acks_queued:
-            pipeline.metrics.acks_pending.inc(acks_queued)
+            counts.acks_pending += acks_queued
         if batch is None and outgoing and outgoing[0].ready:
             self.send_ready()
 
@@ -317,10 +329,7 @@ class Stream:
                                      TokenBucket(rate, rate * 2), self.claimed_id)
         self._framer = codec.framer(pipeline.max_frame_bytes)
         self.label = protocol
-        metrics = pipeline.metrics
-        # Label lookups take a lock: done once per stream, not per frame.
-        self._counters = (metrics.frames.labels(protocol, "ok"),
-                          metrics.positions.labels(protocol))
+        self._ok_key = (protocol, "ok")
 
     def _detect(self, data: bytes, whole: bool) -> bytes:
         """Collect the first bytes until they tell the protocol; the bytes to feed once known
@@ -367,7 +376,7 @@ class Stream:
             ready.append(outgoing.popleft())
         out, acks = release(ready, self.remote_addr)
         if acks:
-            self.pipeline.metrics.acks_pending.dec(acks)
+            self.pipeline.counts.acks_pending -= acks
         if out:
             self.sink.write(b"".join(out))
 
@@ -375,7 +384,7 @@ class Stream:
 
     def _reject(self, kind: str, reason: str) -> None:
         metrics = self.pipeline.metrics
-        metrics.frames.labels(self.label, "rejected").inc()
+        self.pipeline.counts.frames[self.label, "rejected"] += 1
         metrics.rejected_frames.labels(self.label, kind).inc()
         log.warning("frame rejected", extra={
             "protocol": self.label, "remote": self.remote_addr, "device": self.device_id,

@@ -60,13 +60,14 @@ _FIX_COLUMNS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class IngestItem:
     """One frame a transport received from a device, with what the decoder made of it.
 
     Everything is stored under `device_id` (the id the connection is locked to), whatever the
     events say. `rejected_reason` marks a frame the gateway refused: it is kept in the device's
     frame ring for diagnostics and updates last_seen, and its events are still stored.
+    Built once per frame and never changed (not frozen for speed: see `protocols.events`).
     """
 
     device_id: str

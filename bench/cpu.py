@@ -1,0 +1,295 @@
+"""CPU time per position: the gateway next to a bare server, under the same paced load.
+
+    python bench/cpu.py [--devices 2000] [--rate 5] [--seconds 10]
+                        [--dialects sqlite,postgresql] [--pg postgresql://postgres@127.0.0.1/test]
+
+A load process opens --devices GL300 connections and, once all are open, sends each one's
+position frames at --rate per second (phases spread over the period) for --seconds, then waits
+for the outstanding acks. The same load runs against:
+
+- a bare uvloop server that cuts the stream at `$` and answers `+SACK:<count>$` at once, without
+  decoding or storing anything (the baseline), and
+- the real gateway (`gateway run`, its own process), SACK on, every device bound to an owner, so
+  each position is decoded, committed and only then acknowledged.
+
+CPU time is read from /proc (user + system, every thread) of the server process over the load
+window; on PostgreSQL the database backends serving the gateway are added (their work is the
+gateway's). The figure is CPU time per acknowledged frame; the gateway's is divided by the
+baseline's, in the same run, because absolute rates on a shared machine vary from run to run.
+Targets: at most 3x the baseline on SQLite, 3.5x on PostgreSQL, ack p99 under 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import multiprocessing
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.ingest import (  # noqa: E402 (after the path fix)
+    GatewayUnderTest,
+    _bare_process,
+    _bind_devices,
+    _count_positions,
+    _frames_for,
+    free_port,
+    percentile,
+    raise_fd_limit,
+)
+from bench.store import scratch_pg  # noqa: E402
+
+TARGETS = {"sqlite": 3.0, "postgresql": 3.5}
+TARGET_P99_MS = 50.0
+TICK_S = 0.01
+
+
+@dataclass
+class PacedResult:
+    sent: int = 0
+    acked: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+
+
+class _PacedClient(asyncio.Protocol):
+    """One device: its frames go out when the ticker says so; acks are matched in order."""
+
+    def __init__(self, frames: list[bytes], result: PacedResult) -> None:
+        self.frames = frames
+        self.next = 0
+        self.result = result
+        self.sent_at: collections.deque[float] = collections.deque()
+        self.transport: asyncio.WriteTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def send_next(self, now: float) -> None:
+        if self.transport is None or self.next >= len(self.frames):
+            return
+        self.sent_at.append(now)
+        self.transport.write(self.frames[self.next])
+        self.next += 1
+        self.result.sent += 1
+
+    def data_received(self, data: bytes) -> None:
+        now = time.perf_counter()
+        acks = data.count(b"$")
+        for _ in range(min(acks, len(self.sent_at))):
+            self.result.latencies_ms.append((now - self.sent_at.popleft()) * 1000)
+        self.result.acked += acks
+
+
+async def _paced(port: int, devices: int, rate: float, seconds: float, first: int,
+                 connected: Any, go: Any, finished: Any) -> PacedResult:
+    result = PacedResult()
+    frames_each = int(rate * seconds) + 2
+    loop = asyncio.get_running_loop()
+    clients = []
+    for n in range(devices):
+        client = _PacedClient(_frames_for(first + n, frames_each), result)
+        await loop.create_connection(lambda c=client: c, "127.0.0.1", port)
+        clients.append(client)
+    connected.set()
+    await loop.run_in_executor(None, go.wait)
+    period = 1.0 / rate
+    ticks = max(1, round(period / TICK_S))
+    # Device n sends in slot n % ticks of every period: the load is spread evenly.
+    slots: list[list[_PacedClient]] = [[] for _ in range(ticks)]
+    for n, client in enumerate(clients):
+        slots[n % ticks].append(client)
+    start = time.perf_counter()
+    tick = 0
+    while True:
+        due = start + tick * TICK_S
+        if due - start >= seconds:
+            break
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        now = time.perf_counter()
+        for client in slots[tick % ticks]:
+            client.send_next(now)
+        tick += 1
+    deadline = time.perf_counter() + 10
+    while result.acked < result.sent and time.perf_counter() < deadline:
+        await asyncio.sleep(0.01)
+    finished.set()
+    return result
+
+
+def _paced_process(port: int, devices: int, rate: float, seconds: float, first: int,
+                   connected: Any, go: Any, finished: Any, queue: Any) -> None:
+    raise_fd_limit()
+    main = _paced(port, devices, rate, seconds, first, connected, go, finished)
+    try:
+        import uvloop
+
+        result = uvloop.run(main)
+    except ImportError:
+        result = asyncio.run(main)
+    queue.put(result)
+
+
+def cpu_ticks(pid: int) -> int:
+    """User + system time of a process, every thread, in clock ticks."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def run_paced(port: int, pids: Any, devices: int, rate: float, seconds: float,
+              first: int = 0) -> tuple[PacedResult, float]:
+    """The paced load against `port`; (what the devices saw, CPU seconds of `pids()`)."""
+    ctx = multiprocessing.get_context("spawn")
+    connected, go, finished = ctx.Event(), ctx.Event(), ctx.Event()
+    queue = ctx.Queue()
+    load = ctx.Process(target=_paced_process, args=(
+        port, devices, rate, seconds, first, connected, go, finished, queue))
+    load.start()
+    if not connected.wait(300):
+        raise SystemExit("the load process did not connect its devices")
+    time.sleep(1.0)  # let the connection ramp settle
+    watched = pids()
+    before = {pid: cpu_ticks(pid) for pid in watched}
+    go.set()
+    finished.wait(seconds + 60)
+    used = 0
+    for pid in pids():
+        try:
+            used += cpu_ticks(pid) - before.get(pid, 0)
+        except FileNotFoundError:  # a backend that ended: its time is lost, say so
+            print(f"warning: process {pid} ended during the window", file=sys.stderr)
+    result: PacedResult = queue.get(timeout=60)
+    load.join()
+    return result, used / TICK
+
+
+async def _backend_pids(url: str, db_name: str) -> list[int]:
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1 "
+                                "AND pid <> pg_backend_pid()", db_name)
+        return [row["pid"] for row in rows]
+    finally:
+        await conn.close()
+
+
+@dataclass
+class CpuFigures:
+    us_per_frame: float
+    frames: int
+    p50_ms: float
+    p99_ms: float
+
+
+def bare_figures(args: argparse.Namespace) -> CpuFigures:
+    port = free_port()
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Event()
+    bare = ctx.Process(target=_bare_process, args=(port, ready), daemon=True)
+    bare.start()
+    ready.wait(30)
+    try:
+        assert bare.pid is not None
+        pid = bare.pid
+        seen, cpu = run_paced(port, lambda: [pid], args.devices, args.rate, args.seconds)
+    finally:
+        bare.terminate()
+    return CpuFigures(cpu / max(seen.acked, 1) * 1e6, seen.acked,
+                      percentile(seen.latencies_ms, 50), percentile(seen.latencies_ms, 99))
+
+
+def gateway_figures(name: str, url: str, args: argparse.Namespace, workdir: Path,
+                    db_name: str | None) -> CpuFigures:
+    gateway = GatewayUnderTest(url, workdir)
+    try:
+        asyncio.run(_bind_devices(url, gateway.port, args.devices))
+        before = asyncio.run(_count_positions(url))
+
+        def pids() -> list[int]:
+            found = [gateway.proc.pid]
+            if db_name is not None:
+                found += asyncio.run(_backend_pids(url, db_name))
+            return found
+
+        seen, cpu = run_paced(gateway.port, pids, args.devices, args.rate, args.seconds)
+        committed = asyncio.run(_count_positions(url)) - before
+    finally:
+        gateway.stop()
+    if committed < seen.acked:
+        raise SystemExit(f"{name}: {seen.acked} acks but only {committed} positions stored")
+    return CpuFigures(cpu / max(committed, 1) * 1e6, committed,
+                      percentile(seen.latencies_ms, 50), percentile(seen.latencies_ms, 99))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--devices", type=int, default=2000)
+    parser.add_argument("--rate", type=float, default=5.0, help="frames per second per device")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--dialects", default="sqlite,postgresql")
+    parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/test",
+                        help="PostgreSQL server where a scratch database is created")
+    args = parser.parse_args()
+    raise_fd_limit()
+    print(f"load: {args.devices} GL300 connections x {args.rate:g} frames/s x "
+          f"{args.seconds:g} s, SACK on, devices bound")
+    bare = bare_figures(args)
+    print(f"bare uvloop server: {bare.us_per_frame:.1f} us CPU per frame "
+          f"({bare.frames} frames), ack p50 {bare.p50_ms:.1f} ms p99 {bare.p99_ms:.1f} ms")
+    ok = True
+    for name in args.dialects.split(","):
+        ok &= report(name, args, bare)
+    return 0 if ok else 1
+
+
+def report(name: str, args: argparse.Namespace, bare: CpuFigures) -> bool:
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-cpu-{name}-"))
+    db_name = f"bench_cpu_{uuid.uuid4().hex[:10]}" if name == "postgresql" else None
+    if db_name is None:
+        url = f"sqlite+aiosqlite:///{workdir / 'gateway.db'}"
+    else:
+        from sqlalchemy.engine import make_url
+
+        from gateway.store.migrate import upgrade
+
+        asyncio.run(scratch_pg(args.pg, True, db_name))
+        url = make_url(args.pg).set(drivername="postgresql+asyncpg", database=db_name) \
+            .render_as_string(hide_password=False)
+        asyncio.run(upgrade(url))
+    try:
+        gw = gateway_figures(name, url, args, workdir, db_name)
+    finally:
+        if db_name is not None:
+            asyncio.run(scratch_pg(args.pg, False, db_name))
+        shutil.rmtree(workdir, ignore_errors=True)
+    ratio = gw.us_per_frame / bare.us_per_frame
+    target = TARGETS[name]
+    passed = ratio <= target and gw.p99_ms < TARGET_P99_MS
+    what = "gateway + its PostgreSQL backends" if name == "postgresql" else "gateway"
+    print(f"{name}: {what} {gw.us_per_frame:.1f} us CPU per committed position "
+          f"({gw.frames} positions) = {ratio:.2f}x the bare server; ack p50 {gw.p50_ms:.1f} ms "
+          f"p99 {gw.p99_ms:.1f} ms  [target <= {target:g}x, p99 < {TARGET_P99_MS:g} ms: "
+          f"{'ok' if passed else 'MISSED'}]")
+    return passed
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
