@@ -37,7 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.ingest import (  # noqa: E402 (after the path fix)
+from bench.ingest import (
     GatewayUnderTest,
     _bare_process,
     _bind_devices,
@@ -47,7 +47,7 @@ from bench.ingest import (  # noqa: E402 (after the path fix)
     percentile,
     raise_fd_limit,
 )
-from bench.store import scratch_pg  # noqa: E402
+from bench.store import scratch_pg
 
 TARGETS = {"sqlite": 3.0, "postgresql": 3.5}
 TARGET_P99_MS = 50.0

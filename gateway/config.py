@@ -14,6 +14,7 @@ work with a warning naming the new key (`Settings.deprecations`).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -81,14 +82,46 @@ class TcpSettings(_Section):
     auto_port: Port = Field(0, ge=0, le=65535)
     #: A connection with no bytes for this long is closed (devices send heartbeats).
     idle_timeout_s: float = Field(600.0, gt=0)
+    #: A frame must be complete this many seconds after its first byte (a peer trickling
+    #: bytes to hold a connection open is closed).
+    frame_timeout_s: float = Field(20.0, gt=0)
+    #: A connection that has not identified a device with a valid frame this many seconds after
+    #: it opened is closed.
+    identify_timeout_s: float = Field(60.0, gt=0)
+    #: PROXY protocol header expected from the addresses in `trusted_proxies` (a TCP load
+    #: balancer such as HAProxy in front of the gateway): "v1", "v2" or "off". The device's
+    #: real address from the header is then used for limits, logs and the frames view.
+    proxy_protocol: Literal["off", "v1", "v2"] = "off"
+    #: Addresses or networks (CIDR) whose connections carry a PROXY header; connections from
+    #: anywhere else are devices connecting directly.
+    trusted_proxies: tuple[str, ...] = ()
     #: Longest frame accepted; longer ones are dropped and counted.
     max_frame_bytes: int = Field(4096, ge=64, le=1_048_576)
-    #: Concurrent connections from one client address (a GPRS NAT can hide many devices).
+    #: Connections from one client address that have not yet identified a device with a valid
+    #: frame. Identified devices never count (a mobile operator's NAT hides many devices behind
+    #: one address); a new connection over the limit closes the oldest unidentified one.
     max_connections_per_addr: int = Field(1000, ge=1)
     #: Frames per second allowed on one connection (a burst of twice this is tolerated).
     max_frames_per_s: float = Field(200.0, gt=0)
     #: Frames a connection may have waiting for their commit before reading pauses.
     max_pending_per_connection: int = Field(1000, ge=1)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an address or network (CIDR)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _proxy_needs_trusted(self) -> TcpSettings:
+        if self.proxy_protocol != "off" and not self.trusted_proxies:
+            raise ValueError("tcp.proxy_protocol is on but tcp.trusted_proxies is empty: list "
+                             "the load balancer's addresses (e.g. [\"10.0.0.5\"])")
+        return self
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

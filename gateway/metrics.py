@@ -63,7 +63,12 @@ class Metrics:
             "gateway_connections", "Open device connections", ["protocol"], registry=r)
         self.connections_refused = Counter(
             "gateway_connections_refused_total",
-            "Connections closed at once (limit per address reached)", ["protocol"], registry=r)
+            "Connections closed at once (a PROXY header expected and not sent)", ["protocol"],
+            registry=r)
+        self.connections_evicted = Counter(
+            "gateway_connections_evicted_total",
+            "Unidentified connections closed to make room for a newer one from the same "
+            "address (tcp.max_connections_per_addr)", ["protocol"], registry=r)
         self.connections_closed = Counter(
             "gateway_connections_closed_total",
             "Connections closed, by reason", ["protocol", "reason"], registry=r)

@@ -89,6 +89,9 @@ class _TopicSink:
     def settled(self) -> None:
         pass
 
+    def identified(self) -> None:
+        pass
+
 
 class MqttTransport:
     """Device topics of one gateway on the broker."""

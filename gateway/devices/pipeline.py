@@ -52,6 +52,9 @@ class Sink(Protocol):
     def settled(self) -> None:
         """One of the stream's items was settled (resume reading, close when done...)."""
 
+    def identified(self) -> None:
+        """A valid frame identified the stream's device (once per stream)."""
+
 
 class Batch(Protocol):
     """A unit of input whose replies leave together (an MQTT message)."""
@@ -174,6 +177,7 @@ class Stream:
         "_ok_key",
         "claimed_id",
         "ended",
+        "identified",
         "label",
         "outgoing",
         "pipeline",
@@ -198,12 +202,25 @@ class Stream:
         self.uncommitted = 0
         #: Why the stream ended (None while it takes input).
         self.ended: str | None = None
+        #: A valid frame identified the device.
+        self.identified = False
         self._framer: BoundedFramer | None = None
         self._head = b""
         self._ok_key = ("auto", "ok")
         self._notes_logged: set[str] = set()
         if protocol is not None:
             self._start(protocol)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held waiting for the rest of a frame (or of the protocol's first bytes)."""
+        framer = self._framer
+        return len(self._head) + (framer.buffered if framer is not None else 0)
+
+    @property
+    def frames(self) -> int:
+        """Complete frames taken so far."""
+        return self.session.frames if self.session is not None else 0
 
     @property
     def device_id(self) -> str | None:
@@ -284,6 +301,9 @@ class Stream:
                 # An unidentified frame with replies is a handshake some protocols answer
                 # before the device has named itself: answered, nothing stored.
                 accepted += 1
+                if owner is not None and not self.identified:
+                    self.identified = True
+                    self.sink.identified()
             acks = 0
             for reply in replies:
                 if reply.after_store:

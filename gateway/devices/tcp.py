@@ -6,20 +6,27 @@ pipeline `Stream` (gateway/devices/pipeline.py), which frames, decodes, stores a
 replies due, in frame order, once what they acknowledge is committed. No task or future is made
 per connection or per frame: at thousands of connections the per-frame cost is the capacity.
 
-The limits that belong to the socket live here: idle timeout, connections per address, and
-reading paused while too many frames of a connection wait for their commit, while the store is
-saturated, or while the device does not read its replies.
+The limits that belong to the socket live here: idle timeout, a frame that must complete in
+time (a peer trickling bytes is closed), a connection that must identify its device in time,
+unidentified connections per address (identified devices never count: a carrier's NAT hides
+many devices behind one address; a connection over the limit closes the oldest unidentified
+one), and reading paused while too many frames of a connection wait for their commit, while the
+store is saturated, or while the device does not read its replies.
+
+Behind a TCP load balancer, connections from `tcp.trusted_proxies` start with a PROXY protocol
+header (`tcp.proxy_protocol`); the device's address it carries is the connection's address for
+every limit, log line and the frames view.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
 from typing import cast
 
 from gateway.config import TcpSettings
 from gateway.devices.pipeline import Pipeline, Stream
+from gateway.devices.proxy_header import BadProxyHeader, ProxyHeaderReader, trusted
 from gateway.metrics import Metrics
 
 log = logging.getLogger("gateway.tcp")
@@ -40,7 +47,9 @@ class TcpServer:
         #: Listener name (a protocol, or "auto") -> the port it listens on.
         self.ports: dict[str, int] = {}
         self._servers: list[asyncio.AbstractServer] = []
-        self._per_addr: Counter[str] = Counter()
+        #: Per client address, its connections that have not identified a device yet, oldest
+        #: first.
+        self._unidentified: dict[str, dict[_Connection, None]] = {}
         self._connections: set[_Connection] = set()
 
     async def start(self) -> None:
@@ -98,20 +107,32 @@ class TcpServer:
         return {c.stream.device_id for c in self._connections
                 if c.stream is not None and c.stream.device_id is not None}
 
-    def _admit(self, connection: _Connection) -> bool:
-        addr = connection.addr
-        if self._per_addr[addr] >= self.settings.max_connections_per_addr:
-            return False
-        self._per_addr[addr] += 1
+    def _admit(self, connection: _Connection) -> None:
+        """Count a new connection as unidentified; over the address's limit, the oldest
+        unidentified connection of that address is closed to make room."""
+        pending = self._unidentified.setdefault(connection.addr, {})
+        if len(pending) >= self.settings.max_connections_per_addr:
+            oldest = next(iter(pending))
+            del pending[oldest]
+            self.metrics.connections_evicted.labels(oldest.label).inc()
+            log.warning("connection closed: too many unidentified connections from this "
+                        "address", extra={"protocol": oldest.label, "remote": oldest.addr,
+                                          "limit": self.settings.max_connections_per_addr})
+            oldest.finish_reading("evicted")
+        pending[connection] = None
         self._connections.add(connection)
-        return True
+
+    def _identified(self, connection: _Connection) -> None:
+        self._forget(connection)
 
     def _release(self, connection: _Connection) -> None:
         self._connections.discard(connection)
-        addr = connection.addr
-        self._per_addr[addr] -= 1
-        if self._per_addr[addr] <= 0:
-            del self._per_addr[addr]
+        self._forget(connection)
+
+    def _forget(self, connection: _Connection) -> None:
+        pending = self._unidentified.get(connection.addr)
+        if pending is not None and pending.pop(connection, 0) is None and not pending:
+            del self._unidentified[connection.addr]
 
 
 class _Connection(asyncio.Protocol):
@@ -124,8 +145,14 @@ class _Connection(asyncio.Protocol):
         self.closed: asyncio.Future[None] = self.loop.create_future()
         self.transport: asyncio.Transport | None = None
         self.addr = "?"
+        self.label = protocol or AUTO
         self.stream: Stream | None = None
         self._admitted = False
+        self._proxy: ProxyHeaderReader | None = None
+        self._opened = 0.0
+        #: When the frame now held incomplete began (None: nothing held).
+        self._partial_since: float | None = None
+        self._timer_at = 0.0
         #: Why reading ended (None while reading).
         self._reason: str | None = None
         self._paused = False
@@ -142,31 +169,40 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.addr = peer[0] if isinstance(peer, tuple) else str(peer)
-        label = self.protocol or AUTO
-        server = self.server
-        if not server._admit(self):
-            server.metrics.connections_refused.labels(label).inc()
-            log.warning("connection refused: too many connections from this address",
-                        extra={"protocol": label, "remote": self.addr,
-                               "limit": server.settings.max_connections_per_addr})
-            self._reason = "refused"
-            transport.abort()
+        settings = self.server.settings
+        now = self._last_read = self._opened = self.loop.time()
+        self._arm(min(now + settings.idle_timeout_s, now + settings.identify_timeout_s))
+        if settings.proxy_protocol != "off" and trusted(self.addr, settings.trusted_proxies):
+            # The device's own address comes first, in the balancer's header.
+            self._proxy = ProxyHeaderReader(settings.proxy_protocol)
+            self._partial_since = now
+            self._arm(now + settings.frame_timeout_s)
             return
+        self._open()
+
+    def _open(self) -> None:
+        """Admit the connection under its (real) address and start its stream."""
+        transport = self.transport
+        assert transport is not None
+        server = self.server
+        server._admit(self)
         self._admitted = True
         transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
-        server.metrics.connections.labels(label).inc()
-        log.info("connection open", extra={"protocol": label, "remote": self.addr})
-        self._last_read = self.loop.time()
-        self._idle_timer = self.loop.call_at(
-            self._last_read + server.settings.idle_timeout_s, self._check_idle)
+        server.metrics.connections.labels(self.label).inc()
+        log.info("connection open", extra={"protocol": self.label, "remote": self.addr})
         self.stream = server.pipeline.open(self, self.protocol, self.addr)
 
     def data_received(self, data: bytes) -> None:
         if self._reason is not None:
             return  # reading has ended; a paused transport may still deliver a last chunk
-        self._last_read = self.loop.time()
+        now = self._last_read = self.loop.time()
+        if self._proxy is not None:
+            data = self._proxy_header(data)
+            if not data:
+                return
         stream = self.stream
         assert stream is not None
+        frames = stream.frames
         try:
             stream.feed(data)
         except Exception:
@@ -174,8 +210,37 @@ class _Connection(asyncio.Protocol):
                 "protocol": stream.label, "remote": self.addr})
             self.finish_reading("error")
             return
+        if stream.buffered:
+            # A frame is held incomplete: it began in this chunk if a frame ended in it.
+            if self._partial_since is None or stream.frames != frames:
+                self._partial_since = now
+                self._arm(now + self.server.settings.frame_timeout_s)
+        else:
+            self._partial_since = None
         if self._reason is None:
             self._update_reading()
+
+    def _proxy_header(self, data: bytes) -> bytes:
+        """Bytes of the PROXY header phase: the device's bytes once the header is complete."""
+        assert self._proxy is not None
+        try:
+            header = self._proxy.feed(data)
+        except BadProxyHeader as exc:
+            self.server.metrics.connections_refused.labels(self.label).inc()
+            log.warning("connection refused: bad PROXY header", extra={
+                "protocol": self.label, "remote": self.addr, "reason": str(exc)})
+            self._reason = "bad_proxy_header"
+            if self.transport is not None:
+                self.transport.abort()
+            return b""
+        if header is None:
+            return b""
+        self._proxy = None
+        self._partial_since = None
+        if header.source is not None:
+            self.addr = header.source
+        self._open()
+        return header.rest
 
     def eof_received(self) -> bool:
         self.finish_reading("eof")
@@ -198,10 +263,10 @@ class _Connection(asyncio.Protocol):
         if self._admitted:
             self.server._release(self)
             stream = self.stream
-            label = stream.label if stream is not None else self.protocol or AUTO
+            label = stream.label if stream is not None else self.label
             session = stream.session if stream is not None else None
             metrics = self.server.metrics
-            metrics.connections.labels(self.protocol or AUTO).dec()
+            metrics.connections.labels(self.label).dec()
             metrics.connections_closed.labels(label, self._reason).inc()
             log.info("connection closed", extra={
                 "protocol": label, "remote": self.addr, "reason": self._reason,
@@ -228,6 +293,9 @@ class _Connection(asyncio.Protocol):
         if self._reason is not None:
             self._close_when_sent()
 
+    def identified(self) -> None:
+        self.server._identified(self)
+
     # --- reading ---
 
     def finish_reading(self, reason: str) -> None:
@@ -243,19 +311,36 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    def _check_idle(self) -> None:
+    def _arm(self, at: float) -> None:
+        """Have the timers checked at `at` at the latest."""
+        if self._idle_timer is not None:
+            if self._timer_at <= at:
+                return
+            self._idle_timer.cancel()
+        self._timer_at = at
+        self._idle_timer = self.loop.call_at(at, self._check_timers)
+
+    def _check_timers(self) -> None:
+        """Idle timeout, frame timeout, identify timeout: whichever comes first."""
         self._idle_timer = None
         if self._reason is not None:
             return
-        timeout = self.server.settings.idle_timeout_s
+        settings = self.server.settings
+        now = self.loop.time()
         if self._paused:
             # Not reading (backpressure) is not the device's silence.
-            self._last_read = self.loop.time()
-        deadline = self._last_read + timeout
-        if self.loop.time() >= deadline:
-            self.finish_reading("idle_timeout")
+            self._last_read = now
+        deadlines = [(self._last_read + settings.idle_timeout_s, "idle_timeout")]
+        if self._partial_since is not None:
+            deadlines.append((self._partial_since + settings.frame_timeout_s, "frame_timeout"))
+        stream = self.stream
+        if stream is None or not stream.identified:
+            deadlines.append((self._opened + settings.identify_timeout_s, "identify_timeout"))
+        at, reason = min(deadlines)
+        if now >= at:
+            self.finish_reading(reason)
         else:
-            self._idle_timer = self.loop.call_at(deadline, self._check_idle)
+            self._arm(at)
 
     def _update_reading(self) -> None:
         """Pause reading while too many frames wait for their commit, while the store is

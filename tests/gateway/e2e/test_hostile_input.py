@@ -100,29 +100,6 @@ async def test_connection_is_locked_to_its_first_device(gateway: Gateway, link_f
     assert await queries.get_device(gateway.db, "490154203237518") is None
 
 
-async def test_connections_per_address_are_limited(
-    start_gateway: StartGateway, link_factory
-) -> None:
-    gateway = await start_gateway(tcp={"max_connections_per_addr": 2})
-    port = gateway.tcp.ports["gl300"]
-    first: DeviceLink = await link_factory(port)
-    second: DeviceLink = await link_factory(port)
-    for link in (first, second):
-        await link.send(GL_HBD)
-        await link.expect(GL_SACK)
-    third: DeviceLink = await link_factory(port)
-    assert await third.closed_by_peer(timeout=5)
-    # The two accepted connections are unaffected.
-    await first.send(GL_HBD)
-    await first.expect(GL_SACK)
-    assert metric(gateway, "gateway_connections_refused_total", protocol="gl300") == 1
-    await second.close()
-    await asyncio.sleep(0.1)
-    fourth: DeviceLink = await link_factory(port)
-    await fourth.send(GL_HBD)
-    await fourth.expect(GL_SACK)
-
-
 async def test_flooding_connection_is_closed_others_carry_on(
     start_gateway: StartGateway, link_factory
 ) -> None:
