@@ -183,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, parents=[common], **kwargs)
 
     run = add("run", help="start the TCP listeners and the web app")
+    run.add_argument("--instance-name", metavar="NAME",
+                     help="this instance's name in logs, metrics and events (instance.name)")
     run.set_defaults(func=cmd_run)
 
     db = add("db", help="database schema")
@@ -234,6 +236,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
+    if getattr(args, "instance_name", None):
+        try:
+            settings = load_settings(args.config, instance={"name": args.instance_name})
+        except ConfigError as exc:
+            print(f"gateway: {exc}", file=sys.stderr)
+            return 2
     logs.configure(settings.log.level, settings.log.format)
     result: int = args.func(settings, args)
     return result

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -229,8 +230,9 @@ class MqttSettings(_Section):
     #: Non-empty: MQTT 5 shared subscription `$share/<group>/...`, so that several gateway
     #: instances split the device traffic, each message handled by one of them.
     shared_group: str = ""
-    #: Client id at the broker. Empty: `tracker-gateway-<random>` per process. Give each
-    #: instance a fixed id to find its broker session (and messages queued in it) after a restart.
+    #: Client id at the broker. Empty: `tracker-gateway-<instance name>`, the same after a
+    #: restart, so the instance finds its broker session (and the messages queued in it) again.
+    #: Two instances must not share one.
     client_id: str = ""
     username: str = ""
     password: str = ""
@@ -243,14 +245,17 @@ class MqttSettings(_Section):
     #: QoS of the device-topic subscription. With 1 (or 2) a message is acknowledged to the
     #: broker only once its frames are committed; 0 lets the broker forget it at once.
     qos: Literal[0, 1, 2] = 1
-    #: Seconds the broker keeps the gateway's session (and queues its messages) while it is away.
-    session_expiry_s: int = Field(3600, ge=0)
+    #: Seconds the broker keeps the gateway's session (its subscription, and the messages queued
+    #: for it) while it is away: long enough to outlive a restart or an outage of the instance.
+    session_expiry_s: int = Field(86400, ge=0)
     #: Messages the broker may have in flight to the gateway, waiting for their commit.
     receive_maximum: int = Field(1000, ge=1, le=65535)
     keepalive_s: int = Field(30, ge=5, le=3600)
-    #: Reconnection back-off: first delay, doubled after each failure up to the maximum.
+    #: Reconnection back-off: first delay, doubled after each failure up to the maximum, each
+    #: wait drawn at random between half and all of it (instances do not reconnect in step).
+    #: Kept short: while the gateway is away, messages only wait if the broker kept its session.
     reconnect_initial_s: float = Field(0.5, gt=0)
-    reconnect_max_s: float = Field(30.0, gt=0)
+    reconnect_max_s: float = Field(5.0, gt=0)
     #: Largest message accepted on a device topic (it may hold several frames).
     max_payload_bytes: int = Field(65536, ge=64)
     #: Publish bound devices' positions and alarms, and activation events, as JSON on
@@ -351,6 +356,20 @@ class ActivationSettings(_Section):
     secure_cookies: bool = False
 
 
+class InstanceSettings(_Section):
+    #: This gateway's name in logs, metrics and published events, and in its default MQTT
+    #: client id. Empty: `<host name>-<http port>`, stable across restarts and distinct for
+    #: instances on one host. (`gateway run --instance-name NAME` sets it too.)
+    name: str = Field("", max_length=64)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if value and not all(c.isascii() and (c.isalnum() or c in "-_.") for c in value):
+            raise ValueError("letters, digits, '-', '_' and '.' only")
+        return value
+
+
 class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     #: `json` for one JSON object per line, `text` for humans.
@@ -372,6 +391,7 @@ class Settings(BaseSettings):
     mqtt: MqttSettings = MqttSettings()
     notify: NotifySettings = NotifySettings()
     activation: ActivationSettings = ActivationSettings()
+    instance: InstanceSettings = InstanceSettings()
     log: LogSettings = LogSettings()
     #: `[protocols.<name>]`: port and options of each registered protocol.
     protocols: dict[str, Any] = Field(default_factory=dict, validate_default=True)
@@ -426,6 +446,15 @@ class Settings(BaseSettings):
                 f"{old} ({_env(old)}) is deprecated and will be removed in the next release: "
                 f"use {new} ({_env(new)})")
         return self
+
+    def instance_name(self, http_port: int | None = None) -> str:
+        """`instance.name`, or `<host name>-<http port>` when it is empty (`http_port`: the
+        port actually bound, when http.port is 0)."""
+        if self.instance.name:
+            return self.instance.name
+        host = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "-"
+                       for c in socket.gethostname()) or "gateway"
+        return f"{host}-{http_port or self.http.port}"
 
     @property
     def deprecations(self) -> list[str]:

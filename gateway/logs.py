@@ -41,9 +41,32 @@ class TextFormatter(logging.Formatter):
         return text
 
 
-def configure(level: str = "INFO", fmt: str = "text") -> None:
+class _Instance(logging.Filter):
+    """Names the gateway instance in every record (several instances share a log collector)."""
+
+    name: str | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.name is not None:
+            record.instance = self.name
+        return True
+
+
+_INSTANCE = _Instance()
+
+
+def set_instance(name: str) -> None:
+    """Name the instance in every log line from now on (known once the gateway has bound its
+    HTTP port, when instance.name is empty)."""
+    _INSTANCE.name = name
+
+
+def configure(level: str = "INFO", fmt: str = "text", instance: str | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(_INSTANCE)
+    if instance is not None:
+        set_instance(instance)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

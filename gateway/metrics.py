@@ -55,6 +55,9 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        self.instance_info = Gauge(
+            "gateway_instance_info", "This gateway instance (instance.name), always 1",
+            ["instance"], registry=r)
         self.code_comparisons = Counter(
             "gateway_code_comparisons_total",
             "One-time codes compared with a stored one (each after its attempt was counted)",

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import uvicorn
 
+from gateway import logs
 from gateway.activation import ActivationService
 from gateway.activation.codes import load_server_key
 from gateway.config import Settings
@@ -69,6 +70,9 @@ class Gateway:
         self._web: _EmbeddedUvicorn | None = None
         self._web_task: asyncio.Task[None] | None = None
         self.http_port: int | None = None
+        self._http_sock: socket.socket | None = None
+        #: This instance's name (instance.name, or host name and HTTP port).
+        self.instance = settings.instance_name()
         self.activation: ActivationService | None = None
         self._signal_tasks: set[asyncio.Task[None]] = set()
 
@@ -76,6 +80,15 @@ class Gateway:
         settings = self.settings
         for warning in settings.deprecations:
             log.warning("configuration: %s", warning)
+        # Bound first: the web app's port names the instance when instance.name is empty.
+        # (Bound here rather than by uvicorn, which exits the process when it cannot bind.)
+        http_sock = _listen_socket(settings.http.host, settings.http.port, "the web app",
+                                   "http.port")
+        self._http_sock = http_sock
+        self.http_port = http_sock.getsockname()[1]
+        self.instance = settings.instance_name(self.http_port)
+        logs.set_instance(self.instance)
+        self.metrics.instance_info.labels(self.instance).set(1)
         # SQLite is migrated here (the embedded default needs no separate step); PostgreSQL by
         # `gateway db upgrade`, so that several instances never race to migrate.
         self.db = await Database.connect(settings.database.url)
@@ -126,22 +139,20 @@ class Gateway:
         if settings.mqtt.enabled:
             # Never fails because of the broker: it connects (and reconnects) in the background.
             mqtt = self.mqtt = MqttTransport(
-                settings.mqtt, self.pipeline, self.metrics,
+                settings.mqtt, self.pipeline, self.metrics, instance=self.instance,
                 drain_timeout_s=settings.database.shutdown_timeout_s)
             await mqtt.start()
             if settings.mqtt.publish_events:
                 self.events = EventPublisher(settings.mqtt, mqtt.publish,
-                                             lambda: mqtt.state == "up", self.db, self.metrics)
+                                             lambda: mqtt.state == "up", self.db, self.metrics,
+                                             instance=settings.instance_name)
                 await self.events.start()
         app = create_app(self)
         config = uvicorn.Config(
             app, host=settings.http.host, port=settings.http.port, log_config=None,
             lifespan="off", access_log=False)
         self._web = _EmbeddedUvicorn(config)
-        # Bound here rather than by uvicorn, which exits the process when it cannot bind.
-        sock = _listen_socket(settings.http.host, settings.http.port, "the web app", "http.port")
-        self.http_port = sock.getsockname()[1]
-        self._web_task = asyncio.create_task(self._web.serve(sockets=[sock]))
+        self._web_task = asyncio.create_task(self._web.serve(sockets=[http_sock]))
         while not self._web.started:
             if self._web_task.done():
                 self._web_task.result()
@@ -216,6 +227,8 @@ class Gateway:
         if self._web is not None and self._web_task is not None and not self._web_task.done():
             self._web.should_exit = True
             await self._web_task
+        elif self._web_task is None and self._http_sock is not None:
+            self._http_sock.close()  # bound, but the start failed before the web app ran
         if self._writer_db is not None and self._writer_db is not self.db:
             await self._writer_db.dispose()
         if self.db is not None:

@@ -18,8 +18,8 @@ import asyncio
 import contextlib
 import functools
 import logging
+import random
 import ssl
-import uuid
 from collections import deque
 from collections.abc import Callable
 from typing import cast
@@ -75,14 +75,14 @@ class BrokerLink:
 
     def __init__(
         self, settings: MqttSettings, metrics: Metrics, subscription: str,
-        on_message: OnMessage, *, drain_timeout_s: float = 30.0,
+        on_message: OnMessage, *, instance: str, drain_timeout_s: float = 30.0,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.subscription = subscription
         self.on_message = on_message
         self.drain_timeout_s = drain_timeout_s
-        self.client_id = settings.client_id or f"tracker-gateway-{uuid.uuid4().hex[:12]}"
+        self.client_id = settings.client_id or f"tracker-gateway-{instance}"
         self.state = "connecting"
         self.last_error: str | None = None
         self.connects = 0
@@ -221,9 +221,11 @@ class BrokerLink:
             if self._stopping:
                 return
             self._set_state("down")
+            wait = random.uniform(delay / 2, delay)
             log.warning("mqtt broker unavailable; retrying", extra={
-                "broker": self.settings.url, "error": self.last_error, "retry_in_s": delay})
-            await asyncio.sleep(delay)
+                "broker": self.settings.url, "error": self.last_error,
+                "retry_in_s": round(wait, 2)})
+            await asyncio.sleep(wait)
             delay = min(delay * 2, self.settings.reconnect_max_s)
 
     async def _read(self, client: aiomqtt.Client) -> None:

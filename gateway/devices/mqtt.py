@@ -98,7 +98,7 @@ class MqttTransport:
 
     def __init__(
         self, settings: MqttSettings, pipeline: Pipeline, metrics: Metrics, *,
-        drain_timeout_s: float = 30.0,
+        instance: str, drain_timeout_s: float = 30.0,
     ) -> None:
         self.settings = settings
         self.pipeline = pipeline
@@ -109,7 +109,7 @@ class MqttTransport:
         if settings.shared_group:
             subscription = f"$share/{settings.shared_group}/{subscription}"
         self.link = BrokerLink(settings, metrics, subscription, self._message,
-                               drain_timeout_s=drain_timeout_s)
+                               instance=instance, drain_timeout_s=drain_timeout_s)
         self._streams: OrderedDict[tuple[str, str], Stream] = OrderedDict()
         self._accepted = metrics.mqtt_messages.labels("accepted")
 

@@ -42,8 +42,10 @@ class EventPublisher:
     """Publishes integrator events through `publish` (the broker link)."""
 
     def __init__(self, settings: MqttSettings, publish: Publish, connected: Callable[[], bool],
-                 db: Database, metrics: Metrics) -> None:
+                 db: Database, metrics: Metrics, *, instance: str) -> None:
         self.settings = settings
+        #: Named in every event: which gateway saw it.
+        self.instance = instance
         self.publish = publish
         self.connected = connected
         self.db = db
@@ -99,6 +101,7 @@ class EventPublisher:
                 self._event(item.device_id, body)
 
     def _event(self, device_id: str, body: dict[str, Any]) -> None:
+        body["instance"] = self.instance
         topic = f"{self.settings.events_prefix}/{device_id}/events"
         if self.publish(topic, json.dumps(body).encode(), self.settings.events_qos):
             self.metrics.mqtt_events.labels(body["type"]).inc()

@@ -10,19 +10,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from protocols import names
 from tests.gateway.e2e.conftest import free_port
 
 
 class GatewayProcess:
     def __init__(self, store_url: str, workdir: Path, **settings: Any) -> None:
-        self.ports = {"gps103": free_port(), "tk103": free_port(), "gl300": free_port()}
+        self.ports = {name: free_port() for name in names()}
         self.http_port = free_port()
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")},
             "GATEWAY_DATABASE__URL": store_url,
-            "GATEWAY_TCP__GPS103_PORT": str(self.ports["gps103"]),
-            "GATEWAY_TCP__TK103_PORT": str(self.ports["tk103"]),
-            "GATEWAY_TCP__GL300_PORT": str(self.ports["gl300"]),
+            **{f"GATEWAY_PROTOCOLS__{name.upper()}__PORT": str(port)
+               for name, port in self.ports.items()},
             "GATEWAY_HTTP__PORT": str(self.http_port),
             "GATEWAY_NOTIFY__OUTBOX_PATH": str(workdir / "outbox.jsonl"),
             "GATEWAY_LOG__FORMAT": "json",

@@ -92,7 +92,7 @@ async def stored_fix_times(store_url: str) -> dict[str, set[datetime]]:
 async def test_sigkill_under_load_loses_nothing_acknowledged(
     store_url: str, tmp_path: Path
 ) -> None:
-    process = GatewayProcess(store_url, tmp_path, TCP__GL300_SACK="true")
+    process = GatewayProcess(store_url, tmp_path, PROTOCOLS__GL300__SACK="true")
     await process.start()
     try:
         devices = [AckingDevice(n, process.ports["gl300"]) for n in range(20)]
@@ -130,7 +130,7 @@ async def test_sigterm_drains_received_frames_and_sends_their_acks(
 ) -> None:
     # A long batch delay keeps frames received-but-uncommitted when SIGTERM arrives.
     process = GatewayProcess(
-        store_url, tmp_path, TCP__GL300_SACK="true", DATABASE__BATCH_DELAY_MS="400")
+        store_url, tmp_path, PROTOCOLS__GL300__SACK="true", DATABASE__BATCH_DELAY_MS="400")
     await process.start()
     try:
         devices = [AckingDevice(n, process.ports["gl300"]) for n in range(5)]
