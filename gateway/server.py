@@ -19,6 +19,7 @@ from gateway.config import Settings
 from gateway.devices.mqtt import MqttTransport
 from gateway.devices.pipeline import Pipeline
 from gateway.devices.tcp import TcpServer
+from gateway.health import Health
 from gateway.metrics import Metrics
 from gateway.notify import build_notifier
 from gateway.outbound.events import EventPublisher
@@ -67,6 +68,7 @@ class Gateway:
         self.tcp: TcpServer | None = None
         self.mqtt: MqttTransport | None = None
         self.events: EventPublisher | None = None
+        self.health: Health | None = None
         self._web: _EmbeddedUvicorn | None = None
         self._web_task: asyncio.Task[None] | None = None
         self.http_port: int | None = None
@@ -136,6 +138,12 @@ class Gateway:
             store=self.writer, on_stored=self.on_stored)
         self.tcp = TcpServer(settings.tcp, self.pipeline, self.metrics)
         await self.tcp.start()
+        tcp = self.tcp
+        self.health = Health(
+            self.db, self.writer, instance=self.instance,
+            connections=lambda: tcp.connection_count, tcp_ports=lambda: dict(tcp.ports),
+            mqtt_state=lambda: self.mqtt.state if self.mqtt is not None else "disabled",
+            mqtt_error=lambda: self.mqtt.last_error if self.mqtt is not None else None)
         if settings.mqtt.enabled:
             # Never fails because of the broker: it connects (and reconnects) in the background.
             mqtt = self.mqtt = MqttTransport(
@@ -212,6 +220,8 @@ class Gateway:
     async def stop(self) -> None:
         """SIGTERM: stop accepting, store what was received, send the acks now due, close."""
         log.info("gateway stopping")
+        if self.health is not None:
+            self.health.stopping = True
         if self.tcp is not None:
             await self.tcp.stop()
         if self.events is not None:
@@ -231,6 +241,8 @@ class Gateway:
             self._http_sock.close()  # bound, but the start failed before the web app ran
         if self._writer_db is not None and self._writer_db is not self.db:
             await self._writer_db.dispose()
+        if self.health is not None:
+            await self.health.close()
         if self.db is not None:
             await self.db.dispose()
         log.info("gateway stopped")

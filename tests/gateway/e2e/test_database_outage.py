@@ -3,6 +3,7 @@ everything lands once the database is back."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -19,6 +20,7 @@ from tests.gateway.e2e.conftest import (
     DeviceLink,
     StartGateway,
     bind_when_seen,
+    eventually,
     gateway_settings,
 )
 from tests.gateway.store.proxy import TcpProxy
@@ -133,3 +135,33 @@ async def test_gateway_starts_while_postgresql_is_down(store_url: str, link_fact
     finally:
         await gateway.stop()
         await proxy.close()
+
+
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+async def test_health_answers_while_postgresql_is_black_holed(
+    store_url: str, start_gateway: StartGateway, link_factory
+) -> None:
+    """Packets to the database are dropped, not refused: queries hang. /healthz and /readyz
+    still answer at once (a bounded probe, the writer's last outcome), saying why."""
+    async with outage_capable_gateway(store_url, start_gateway) as (gateway, proxy):
+        assert proxy is not None
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.http_port}",
+                                     timeout=2.5) as client:
+            assert (await client.get("/readyz")).status_code == 200
+            proxy.blackhole()
+            tk: DeviceLink = await link_factory(gateway.tcp.ports["tk103"])
+            await tk.send(get_codec("tk103").device(IMEI).login())  # a write that will hang
+            for _ in range(3):  # again and again: checks do not pile up or slow down
+                health = await client.get("/healthz")
+                assert health.status_code == 503
+                assert health.json()["database"] == "unreachable"
+                ready = await client.get("/readyz")
+                assert ready.status_code == 503 and ready.json()["ready"] is False
+                await asyncio.sleep(1.1)
+            await proxy.restore()
+
+            async def healthy() -> bool:
+                return (await client.get("/healthz")).status_code == 200
+
+            await eventually(healthy, timeout=90)
+        await tk.expect(f"({IMEI[-12:]}AP05)".encode(), timeout=90)

@@ -8,8 +8,8 @@ import contextlib
 
 class TcpProxy:
     """Forwards 127.0.0.1:<port> to a target; `cut()` drops every connection and refuses new
-    ones (the listener closes: "connection refused"), `restore()` listens again on the same
-    port."""
+    ones (the listener closes: "connection refused"), `blackhole()` keeps everything open but
+    forwards nothing, `restore()` undoes either."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
@@ -17,6 +17,7 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._dropping = False
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
@@ -31,8 +32,15 @@ class TcpProxy:
             writer.transport.abort()
         self._writers.clear()
 
+    def blackhole(self) -> None:
+        """Drop every byte from now on, both ways, without closing anything: the server seems
+        to vanish (packets dropped, not refused), as behind a failed network path."""
+        self._dropping = True
+
     async def restore(self) -> None:
-        await self.start()
+        self._dropping = False
+        if self._server is None:
+            await self.start()
 
     async def close(self) -> None:
         await self.cut()
@@ -43,6 +51,9 @@ class TcpProxy:
                 await task
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._dropping:  # accepted, never answered
+            self._writers.add(writer)
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
@@ -57,6 +68,8 @@ class TcpProxy:
     async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
         try:
             while data := await source.read(65536):
+                if self._dropping:
+                    continue
                 sink.write(data)
                 await sink.drain()
         except (ConnectionError, OSError):
