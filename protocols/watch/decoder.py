@@ -52,7 +52,7 @@ class Header(NamedTuple):
     maker: str
     device_id: str
     #: The ZJ devices' sequence index, echoed in replies; None when the frame has none.
-    index: str | None
+    sequence: str | None
     type: str
     #: What follows `TYPE,` (empty when the content is the type alone); may be binary.
     body: bytes
@@ -120,7 +120,7 @@ def split_header(frame: bytes) -> Header:
 
 def reply(header: Header, content: str) -> bytes:
     """`[MF*id*[index*]LLLL*content]`, echoing the request's maker, id and index."""
-    index = f"{header.index}*" if header.index is not None else ""
+    index = f"{header.sequence}*" if header.sequence is not None else ""
     return f"[{header.maker}*{header.device_id}*{index}{len(content):04x}*{content}]".encode()
 
 
