@@ -243,7 +243,8 @@ def _network(fields: list[str], start: int, into: dict[str, AttrValue]) -> bool:
                 if mac and mac != "0" and fields[i + 3 * n + 2]:
                     int(fields[i + 3 * n + 2])
                     seen += 1
-            found["wifi_count"] = seen
+            if seen:
+                found["wifi_count"] = seen
     except (ValueError, IndexError):
         return False
     into.update(found)
