@@ -79,6 +79,7 @@ _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _S16 = struct.Struct(">h")
 _GPS = struct.Struct(">iihHHB")  # lat lon altitude speed course satellites
+_PLAIN = struct.Struct(">IBiihHHBH")  # time mask(0x01) GPS block status
 _CELL = struct.Struct(">HHHIB")  # mcc mnc lac cid rssi
 _NEIGHBOUR = struct.Struct(">HIB")  # lac cid rssi
 _LTE = struct.Struct(">HHHHIHHHb")  # mcc mnc lac tac cid ta pci earfcn rssi
@@ -215,6 +216,26 @@ def _old(device_id: str, kind: int, content: bytes) -> tuple[Event, ...]:
 
 
 def _new(device_id: str, kind: int, content: bytes) -> tuple[Event, ...]:
+    if kind == LOCATION and len(content) >= _PLAIN.size and content[4] == 0x01:
+        # The usual location: GPS block only, then the status word.
+        seconds, _mask, lat_raw, lon_raw, altitude, speed, course, satellites, status = \
+            _PLAIN.unpack_from(content)
+        lat = lat_raw / COORDINATE_UNIT
+        lon = lon_raw / COORDINATE_UNIT
+        if -90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0:
+            attributes: dict[str, AttrValue] = {}
+            _new_status(status, attributes)
+            _location_extras(content, _PLAIN.size, attributes)
+            return (Position(device_id=device_id, fix_time=_time(seconds),
+                             valid=bool(status & 0x01), lat=lat, lon=lon,
+                             speed_kmh=float(speed), course_deg=course % 360.0,
+                             altitude_m=float(altitude), satellites=satellites,
+                             attributes=MappingProxyType(attributes)),)
+    return _blocks(device_id, kind, content)
+
+
+def _blocks(device_id: str, kind: int, content: bytes) -> tuple[Event, ...]:
+    """Any new-protocol package, block by block (`_new` shortcuts the usual one)."""
     if len(content) < 5:
         raise PackageError(f"package 0x{kind:02x} has {len(content)} bytes, at least 5 needed")
     seconds = _U32.unpack_from(content)[0]

@@ -26,6 +26,9 @@ from protocols.eelink.packages import (
 )
 from protocols.events import Event, Login, Rejected, attrs
 
+#: Package types the shortcut in `decode` leaves to the general path (the login's ack differs).
+_SPECIAL = frozenset({LOGIN})
+
 
 def ack(package: Package, server_time: int) -> bytes:
     """The TCP acknowledgement of a package."""
@@ -59,6 +62,17 @@ class EelinkSession:
         try:
             if frame[:2] == udp.MAGIC:
                 return self._datagram(frame)
+            imei = self.imei
+            if (imei is not None and len(frame) >= 7 and frame[0] == 0x67 == frame[1]
+                    and (frame[3] << 8 | frame[4]) + 5 == len(frame)
+                    and frame[2] not in _SPECIAL):
+                # One package of a known device, the usual frame: no package list.
+                package = Package(frame[2], frame[5] << 8 | frame[6], frame[7:])
+                events = decode_package(imei, package)
+                replies = () if package.type in UNACKNOWLEDGED else (
+                    Reply(frame[:3] + b"\x00\x02" + frame[5:7],
+                          package.type not in HANDSHAKES),)
+                return Decoded(raw=frame, device_id=imei, events=events, replies=replies)
             return self._decode(frame, split_packages(frame), None)
         except PackageError as exc:
             return _rejected(frame, str(exc), self.imei)

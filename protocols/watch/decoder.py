@@ -13,6 +13,7 @@ the request and the content length in four lower-case hex digits:
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
 from protocols.codec import Decoded, Reply
@@ -36,6 +37,10 @@ MAX_ID_LENGTH = 15
 _ID_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _HEX = frozenset("0123456789abcdefABCDEF")
 _TYPE_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_-")
+#: The usual header, `[MF*id*LLLL*TYPE,` without a sequence index, in one match: a subset of
+#: what the general parse below accepts, read the same way.
+_COMMON_HEADER = re.compile(
+    rb"\[([0-9A-Za-z]{2})\*([0-9A-Za-z]{1,15})\*[0-9A-Fa-f]{4}\*([A-Za-z][0-9A-Za-z_]{0,23}),")
 #: Server commands a watch answers by echoing their name (`[3G*id*0002*CR]`).
 COMMAND_ANSWERS = frozenset({
     "CR", "UPLOAD", "RESET", "POWEROFF", "SOS", "SOS1", "SOS2", "SOS3", "SOSSMS", "LOWBAT",
@@ -82,6 +87,16 @@ def decode(frame: bytes, options: object = None) -> Decoded:
 
 def split_header(frame: bytes) -> Header:
     """Maker, id, index and type of a frame; raises _Bad naming what is wrong."""
+    fast = _COMMON_HEADER.match(frame)
+    if fast is not None and frame[-1] == 0x5D:
+        maker, device_id, kind = fast.groups()
+        return Header(maker.decode(), device_id.decode(), None, kind.decode(),
+                      frame[fast.end():-1])
+    return parse_header(frame)
+
+
+def parse_header(frame: bytes) -> Header:
+    """`split_header` without its shortcut for the usual header (tests compare the two)."""
     if len(frame) < 8 or frame[0] != 0x5B or frame[-1] != 0x5D:
         raise _Bad("a watch frame starts with '[' and ends with ']'")
     inner = frame[1:-1]
@@ -90,7 +105,7 @@ def split_header(frame: bytes) -> Header:
         raise _Bad("watch frame needs maker*id*length*content")
     maker_raw, id_raw, first, rest = parts
     maker = maker_raw.decode("latin-1")
-    if len(maker) != 2 or not maker.isalnum():
+    if len(maker) != 2 or not _ID_CHARS.issuperset(maker):
         raise _Bad(f"maker must be two letters or digits, got {maker[:8]!r}")
     device_id = id_raw.decode("latin-1")
     if not device_id or len(device_id) > MAX_ID_LENGTH or not _ID_CHARS.issuperset(device_id):

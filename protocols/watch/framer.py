@@ -107,7 +107,7 @@ class WatchFramer(BoundedFramer):
         else:
             scanned = start + 1
             depth = 1
-        hint = hinted_end(buf, start)
+        hint = -2  # not looked up yet: most frames end at their first `]`
         while True:
             close = buf.find(b"]", scanned)
             if close < 0:
@@ -116,7 +116,11 @@ class WatchFramer(BoundedFramer):
                 self._last_depth = depth + buf.count(b"[", scanned)
                 return -1
             depth += buf.count(b"[", scanned, close) - 1
-            if depth <= 0 or close == hint:
+            if depth <= 0:
+                return close + 1
+            if hint == -2:
+                hint = hinted_end(buf, start)
+            if close == hint:
                 return close + 1
             scanned = close + 1
 

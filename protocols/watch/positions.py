@@ -43,6 +43,7 @@ ALARM_BIT: dict[AlarmType, int] = {
     AlarmType.POWER_CUT: 14,
 }
 _MOTION_BIT = 1 << 4
+_INF = float("inf")
 #: Cells and access points decoded at most (a hostile count cannot make a long loop).
 _MAX_CELLS = 16
 _MAX_WIFI = 32
@@ -64,8 +65,55 @@ def alarms_of(status: int) -> list[AlarmType]:
 
 
 def parse_position(device_id: str, kind: str, body: str) -> tuple[Position, int, bool]:
-    """(position, status word, whether the cell/Wi-Fi block was readable) of a record."""
+    """(position, status word, whether the cell/Wi-Fi block was readable) of a record.
+
+    Raises PositionError naming the field that is wrong.
+    """
     fields = body.split(",")
+    try:
+        return _fast(device_id, fields)
+    except (ValueError, OverflowError):
+        # Anything unusual (empty numbers, lenient dates, bad fields) takes the checked path,
+        # which reads what it can and names what it cannot.
+        return _checked(device_id, kind, fields)
+
+
+def _fast(device_id: str, fields: list[str]) -> tuple[Position, int, bool]:
+    """The common well-formed record, with fewer checks per field: ValueError for anything
+    the checked path must look at. Accepts a subset of what `_checked` accepts, with the
+    same result."""
+    (date, time, flag, lat_text, ns, lon_text, ew, speed_text, course_text, altitude_text,
+     satellites_text, rssi_text, battery_text, steps_text, _tumbles, status_text) = fields[:16]
+    ymd = _DATE_CACHE.get(date) or _date(date)
+    if len(time) != 6 or not time.isdigit():
+        raise ValueError("time")
+    hour, rest = divmod(int(time), 10000)
+    minute, second = divmod(rest, 100)
+    fix_time = datetime(ymd[0], ymd[1], ymd[2], hour, minute, second, tzinfo=UTC)
+    if flag != "A" and flag != "V":
+        raise ValueError("flag")
+    lat = float(lat_text)
+    lon = float(lon_text)
+    if ns == "S":
+        lat = -abs(lat)
+    elif ns != "N" and ns:
+        raise ValueError("hemisphere")
+    if ew == "W":
+        lon = -abs(lon)
+    elif ew != "E" and ew:
+        raise ValueError("hemisphere")
+    speed = float(speed_text)
+    course = float(course_text)
+    altitude = float(altitude_text)
+    if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0 and 0.0 <= speed < _INF
+            and 0.0 <= course <= 360.0 and -_INF < altitude < _INF):
+        raise ValueError("range")
+    return _build(device_id, fix_time, flag, lat, lon, speed, course, altitude,
+                  int(satellites_text), int(rssi_text), int(battery_text), int(steps_text),
+                  int(status_text, 16), fields)
+
+
+def _checked(device_id: str, kind: str, fields: list[str]) -> tuple[Position, int, bool]:
     if len(fields) < 16:
         raise PositionError(
             f"{kind} position has {len(fields)} fields, expected at least 16")
@@ -90,7 +138,8 @@ def parse_position(device_id: str, kind: str, body: str) -> tuple[Position, int,
     elif ew not in ("E", ""):
         raise PositionError(f"{kind} longitude hemisphere must be E or W, got {ew[:8]!r}")
     if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
-        raise PositionError(f"{kind} coordinates out of range ({lat_text}, {lon_text})")
+        raise PositionError(f"{kind} coordinates out of range ({lat_text[:16]}, "
+                            f"{lon_text[:16]})")
     speed = _number(fields[7], "speed", kind)
     course = _number(fields[8], "course", kind)
     altitude = _number(fields[9], "altitude", kind)
@@ -104,7 +153,16 @@ def parse_position(device_id: str, kind: str, body: str) -> tuple[Position, int,
     except ValueError:
         raise PositionError(f"{kind} status {status_text[:12]!r} is not hex") from None
     if speed < 0 or not 0.0 <= course <= 360.0:
-        raise PositionError(f"{kind} speed or course out of range ({fields[7]}, {fields[8]})")
+        raise PositionError(f"{kind} speed or course out of range ({fields[7][:16]}, "
+                            f"{fields[8][:16]})")
+    return _build(device_id, fix_time, flag, lat, lon, speed, course, altitude, satellites,
+                  rssi, battery, steps, status, fields)
+
+
+def _build(device_id: str, fix_time: datetime, flag: str, lat: float, lon: float,
+           speed: float, course: float, altitude: float, satellites: int, rssi: int,
+           battery: int, steps: int, status: int,
+           fields: list[str]) -> tuple[Position, int, bool]:
     attributes: dict[str, AttrValue] = {
         "rssi": rssi,
         "battery_level": battery,
@@ -149,17 +207,22 @@ def with_alarm(position: Position, alarm: AlarmType) -> Position:
 _DATE_CACHE: dict[str, tuple[int, int, int]] = {}
 
 
+def _date(date: str) -> tuple[int, int, int]:
+    """(year, month, day) of a `ddmmyy` field; consecutive messages share their date, so it
+    is cached (bounded). ValueError for anything but six digits."""
+    if len(date) != 6 or not date.isdigit():
+        raise ValueError("date")
+    ymd = (2000 + int(date[4:6]), int(date[2:4]), int(date[0:2]))
+    if len(_DATE_CACHE) >= 4096:
+        _DATE_CACHE.clear()
+    _DATE_CACHE[date] = ymd
+    return ymd
+
+
 def _fix_time(date: str, time: str) -> datetime:
     if not (len(date) == 6 and date.isdigit() and len(time) == 6 and time.isdigit()):
         raise PositionError(f"date and time must be ddmmyy,hhmmss, got {date[:8]!r},{time[:8]!r}")
-    # Consecutive messages share their date: its parsing is cached (bounded).
-    ymd = _DATE_CACHE.get(date)
-    if ymd is None:
-        ymd = (2000 + int(date[4:6]), int(date[2:4]), int(date[0:2]))
-        if len(_DATE_CACHE) >= 4096:
-            _DATE_CACHE.clear()
-        _DATE_CACHE[date] = ymd
-    year, month, day = ymd
+    year, month, day = _DATE_CACHE.get(date) or _date(date)
     hour, minute, second = int(time[0:2]), int(time[2:4]), int(time[4:6])
     try:
         return datetime(year, month, day, hour, minute, second, tzinfo=UTC)

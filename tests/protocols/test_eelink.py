@@ -439,3 +439,34 @@ def test_mutated_packages_never_raise(seed: int, count: int) -> None:
             assert decoded.events or decoded.replies == ()
     assert framer.buffered <= DEFAULT_MAX_FRAME_BYTES
     s.decode(bytes(frame))
+
+
+# The shortcuts read what the general paths read ---------------------------------------------
+
+def _outcome(fn, *args):  # type: ignore[no-untyped-def]
+    try:
+        return fn(*args)
+    except Exception as exc:
+        return type(exc)
+
+
+@settings(max_examples=300)
+@given(sent=_fixes, seed=st.integers(0, 2**32), flips=st.integers(0, 4))
+def test_shortcuts_agree_with_the_general_paths(sent: Fix, seed: int, flips: int) -> None:
+    from protocols.eelink.packages import PackageError, _blocks, _new
+    from protocols.eelink.packages import split_packages as split
+    from protocols.eelink.session import _rejected
+
+    rng = random.Random(seed)
+    device = EelinkDevice(IMEI)
+    frame = bytearray(rng.choice([device.position(sent), device.sos(sent), device.heartbeat()]))
+    for _ in range(flips):  # keep the header, so that the frame stays one package
+        frame[rng.randrange(7, len(frame))] = rng.randrange(256)
+    content = bytes(frame[7:])
+    assert _outcome(_new, IMEI, 0x12, content) == _outcome(_blocks, IMEI, 0x12, content)
+    shortcut, general = logged_in(), logged_in()
+    try:
+        expected = general._decode(bytes(frame), split(bytes(frame)), None)
+    except PackageError as exc:
+        expected = _rejected(bytes(frame), str(exc), IMEI)
+    assert shortcut.decode(bytes(frame)) == expected

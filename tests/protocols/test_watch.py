@@ -522,3 +522,50 @@ def test_mutated_frames_never_raise(seed: int, count: int) -> None:
             assert decoded.events or decoded.replies == ()
     assert framer.buffered <= DEFAULT_MAX_FRAME_BYTES
     CODEC.decode(bytes(frame))
+
+
+# The shortcuts read what the general paths read ---------------------------------------------
+
+_numbers = st.sampled_from(["", "0", "00", "12", " 9.1574736", "-9.000000", "22.0", "1e2",
+                            "nan", "inf", "-1", "360", "360.1", "95", "x", "0x1", "1_0"])
+
+
+@given(maker=st.sampled_from(["3G", "SG", "ZJ", "cs"]), ident=st.text("0123456789AZaz",
+       min_size=1, max_size=16), length=st.text("0123456789abcdefX", min_size=4, max_size=4),
+       kind=st.sampled_from(["UD", "UD_LTE", "AL", "LK", "TEMP", "9X", "A-B", "0001"]),
+       rest=st.text("0123456789,*]AV.", max_size=20))
+def test_header_shortcut_agrees_with_the_general_parse(maker: str, ident: str, length: str,
+                                                      kind: str, rest: str) -> None:
+    from protocols.watch.decoder import _COMMON_HEADER, parse_header, split_header
+
+    frame = f"[{maker}*{ident}*{length}*{kind},{rest}]".encode()
+    if _COMMON_HEADER.match(frame) is None:
+        return
+    assert split_header(frame) == parse_header(frame)
+
+
+@given(fields=st.lists(_numbers, min_size=16, max_size=20),
+       date=st.sampled_from(["010326", "320126", "000000", "01032", ""]),
+       time=st.sampled_from(["123015", "246060", "000060", "12301", "abcdef"]),
+       flag=st.sampled_from(["A", "V", "X", ""]), ns=st.sampled_from(["N", "S", "", "Q"]),
+       ew=st.sampled_from(["E", "W", "", "Q"]),
+       status=st.sampled_from(["00010000", "0", "zz", "", "FFFFFFFF"]))
+def test_position_shortcut_agrees_with_the_checked_parse(
+        fields: list[str], date: str, time: str, flag: str, ns: str, ew: str,
+        status: str) -> None:
+    from protocols.watch.positions import _checked, _fast
+
+    fields[0:3] = [date, time, flag]
+    fields[4], fields[6], fields[15] = ns, ew, status
+    try:
+        fast = _fast("8800000015", list(fields))
+    except (ValueError, OverflowError):
+        return
+    assert _checked("8800000015", "UD", list(fields)) == fast
+
+
+def test_position_shortcut_takes_the_usual_record() -> None:
+    from protocols.watch.positions import _checked, _fast
+
+    fields = UD.decode()[23:-1].split(",")
+    assert _fast("4700222306", fields) == _checked("4700222306", "UD", fields)
