@@ -274,6 +274,8 @@ def _network(fields: list[str], start: int, into: dict[str, AttrValue]) -> bool:
     """
     if len(fields) <= start or not fields[start]:
         return True
+    if fields[start] == "0" and (len(fields) == start + 1 or fields[start + 1] in ("0", "")):
+        return True  # no cells and no access points
     found: dict[str, AttrValue] = {}
     try:
         i = start

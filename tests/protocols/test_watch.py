@@ -569,3 +569,24 @@ def test_position_shortcut_takes_the_usual_record() -> None:
 
     fields = UD.decode()[23:-1].split(",")
     assert _fast("4700222306", fields) == _checked("4700222306", "UD", fields)
+
+
+@given(sent=_fixes, command=st.sampled_from([
+    Command(CommandType.POSITION_SINGLE), Command(CommandType.REBOOT),
+    Command(CommandType.REPORT_INTERVAL, interval_s=60)]),
+    device_id=st.text("0123456789", min_size=10, max_size=15))
+def test_command_answer_round_trip(sent: Fix, command: Command, device_id: str) -> None:
+    device = WatchDevice("359900000000004", device_id=device_id)
+    request = CODEC.encode_command(device_id, command)
+    answer = device.command_answer(request, sent)
+    assert answer is not None
+    decoded = [CODEC.decode(f) for f in frames_of(CODEC.framer().feed(answer))]
+    result = decoded[0].events[0]
+    assert isinstance(result, CommandResult) and result.device_id == device_id
+    assert result.command == request.split(b"*")[3].split(b",")[0].rstrip(b"]").decode()
+    if command.type is CommandType.POSITION_SINGLE:
+        [position] = decoded[1].events
+        assert isinstance(position, Position)
+        _assert_same_fix(position, sent)
+    else:
+        assert len(decoded) == 1
