@@ -15,7 +15,6 @@ from __future__ import annotations
 from protocols.framing import DEFAULT_MAX_FRAME_BYTES, BoundedFramer, FramerOutput
 from protocols.watch.escape import unescape
 
-_OPEN = 0x5B  # [
 _CLOSE = 0x5D  # ]
 _STAR = 0x2A  # *
 _HEX = frozenset(b"0123456789abcdefABCDEF")
