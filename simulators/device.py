@@ -505,12 +505,13 @@ class SimDevice:
             item = self._urgent.popleft()
             assert item.alarm is not None
             frame = alarm_builder(self.codec, self.encoder, item.alarm)(item.fix)
+            decoded = self._mirror_decode(frame)
             if item.alarm is AlarmType.SOS:
                 self.stats.sos_sent += 1
             else:
-                check_alarm_frame(self.codec, frame, item.alarm)
+                check_alarm_frame(self.codec, frame, item.alarm, decoded)
                 self.stats.alarms_sent += 1
-            self._send(frame, item.kind, now, (item.fix,), item.alarm)
+            self._send(frame, item.kind, now, (item.fix,), item.alarm, decoded)
         if not self.buffer or now < self._next_replay:
             return
         frames = 0

@@ -125,3 +125,19 @@ def test_unacknowledged_fixes_survive_a_lost_connection_exactly_once() -> None:
     assert len(device.buffer) == 1
     [lost] = [e for e in replayed[2].events if isinstance(e, Position)]
     assert device.buffer[0].fix.fix_time == lost.fix_time
+
+
+def test_every_supported_alarm_is_sent_and_acknowledged() -> None:
+    from simulators.alarms import supported_alarms
+
+    alarms = supported_alarms(CODEC)
+    assert AlarmType.SOS in alarms and AlarmType.OVERSPEED in alarms and len(alarms) >= 10
+    device, server = online()
+    device.tick(1.0)
+    serve(device, server, 1.0)
+    for alarm in alarms:
+        device.raise_alarm(alarm, 2.0)
+        [decoded] = serve(device, server, 2.0)
+        assert [e.alarm for e in decoded.events if isinstance(e, Alarm)] == [alarm]
+    assert not device.in_flight
+    assert device.stats.alarms_sent == len(alarms) - 1 and device.stats.sos_sent == 1

@@ -120,3 +120,18 @@ def test_fixes_taken_offline_are_replayed_as_buffered_reports() -> None:
     replayed = [d for d in decoded if b"*UD2," in d.raw]
     assert len(replayed) == 3 and not device.buffer
     assert all(isinstance(d.events[0], Position) for d in replayed)
+
+
+def test_every_supported_alarm_is_sent_and_acknowledged() -> None:
+    from simulators.alarms import supported_alarms
+
+    alarms = supported_alarms(CODEC)
+    assert {AlarmType.SOS, AlarmType.FALL_DOWN, AlarmType.REMOVING} <= set(alarms)
+    device, server = online()
+    device.tick(1.0)
+    serve(device, server, 1.0)
+    for alarm in alarms:
+        device.raise_alarm(alarm, 2.0)
+        [decoded] = serve(device, server, 2.0)
+        assert [e.alarm for e in decoded.events if isinstance(e, Alarm)] == [alarm]
+    assert not device.in_flight
