@@ -12,7 +12,7 @@ The returned frame is un-escaped (`protocols.watch.escape`), as the decoder expe
 
 from __future__ import annotations
 
-from protocols.framing import DEFAULT_MAX_FRAME_BYTES, BoundedFramer, FramerOutput
+from protocols.framing import DEFAULT_MAX_FRAME_BYTES, BoundedFramer, Discarded, FramerOutput
 from protocols.watch.escape import unescape
 
 _CLOSE = 0x5D  # ]
@@ -22,8 +22,7 @@ _HEX = frozenset(b"0123456789abcdefABCDEF")
 _HEADER_MAX = 4 + 20 + 1
 
 
-def _maker_byte(byte: int) -> bool:
-    return 48 <= byte <= 57 or 65 <= byte <= 90 or 97 <= byte <= 122
+_MAKER = frozenset(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 
 def _is_hex4(buf: bytes, at: int) -> bool:
@@ -70,10 +69,51 @@ class WatchFramer(BoundedFramer):
         self._last_depth = 0
 
     def feed(self, data: bytes) -> list[FramerOutput]:
-        """Add bytes; return the frames now complete, and what was discarded on the way."""
-        total = len(self._buf) + len(data)
+        """Add bytes; return the frames now complete, and what was discarded on the way.
+
+        The loop of `BoundedFramer.feed`, with the usual frame (a header, no bracket before
+        its `]`) cut inline: the same frames and discards, fewer calls per frame.
+        """
+        out: list[FramerOutput] = []
+        buf = self._buf + data if self._buf else bytes(data)
+        total = n = len(buf)
+        limit = self.max_frame_bytes
         self._last_start = -1
-        out = super().feed(data)
+        pos = 0
+        while pos < n:
+            i = buf.find(b"[", pos)
+            if (i >= 0 and i + 3 < n and buf[i + 3] == _STAR and buf[i + 1] in _MAKER
+                    and buf[i + 2] in _MAKER):
+                start = i
+            else:
+                start = self._find_start(buf, pos)
+                if start < 0:
+                    self._report_garbage(buf, pos, n, out)
+                    pos = n
+                    break
+            if start > pos:
+                self._report_garbage(buf, pos, start, out)
+            close = -1 if start == 0 and self._resume else buf.find(b"]", start + 4)
+            if close >= 0 and buf.find(b"[", start + 1, close) < 0:
+                end = close + 1
+            else:
+                end = self._find_end(buf, start)
+            if end < 0:
+                if n - start > limit:
+                    # As BoundedFramer: keep only the last `limit` bytes, in one jump.
+                    resume = max(start + 1, n - limit)
+                    out.append(Discarded(f"frame longer than {limit} bytes", resume - start))
+                    pos = resume
+                    continue
+                pos = start
+                break
+            if end - start > limit:
+                out.append(Discarded(f"frame longer than {limit} bytes", end - start))
+            else:
+                frame = buf[start:end]
+                out.append(unescape(frame) if b"}" in frame else frame)
+            pos = end
+        self._buf = buf[pos:]
         kept = len(self._buf)
         if kept and self._last_start == total - kept:
             self._resume = self._last_scanned
@@ -88,10 +128,10 @@ class WatchFramer(BoundedFramer):
         while i >= 0:
             if i + 3 >= n:
                 # `[`, `[3` or `[3G` at the end: may still become a frame start.
-                if all(_maker_byte(b) for b in buf[i + 1:]):
+                if all(b in _MAKER for b in buf[i + 1:]):
                     return i
                 return -1
-            if buf[i + 3] == _STAR and _maker_byte(buf[i + 1]) and _maker_byte(buf[i + 2]):
+            if buf[i + 3] == _STAR and buf[i + 1] in _MAKER and buf[i + 2] in _MAKER:
                 return i
             i = buf.find(b"[", i + 1)
         return -1

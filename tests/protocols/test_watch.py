@@ -590,3 +590,28 @@ def test_command_answer_round_trip(sent: Fix, command: Command, device_id: str) 
         _assert_same_fix(position, sent)
     else:
         assert len(decoded) == 1
+
+
+@settings(max_examples=300)
+@given(parts=st.lists(st.sampled_from([
+    b"[3G*8800000015*0002*LK]", b"[ZJ*014111001350304*0034*0009*LK,0,0,19]", UD, b"junk",
+    b"[", b"]", b"[3G", b"[3G*1*0005*A[B]C]", b"[3G*1*0004*A[BC]", b"}\x03", b" \r\n", b"*",
+    b"[SG*8800000015*0100*TK," + bytes(range(0x20, 0x60)), b"\x00"]), max_size=14),
+    data=st.data())
+def test_inline_loop_cuts_what_the_general_loop_cuts(parts: list[bytes],
+                                                     data: st.DataObject) -> None:
+    """WatchFramer.feed shortcuts BoundedFramer.feed; both give the same outputs."""
+    from protocols.framing import BoundedFramer
+
+    stream = b"".join(parts)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=8)))
+    fast, general = WatchFramer(96), WatchFramer(96)
+    got: list[bytes | Discarded] = []
+    want: list[bytes | Discarded] = []
+    last = 0
+    for cut in [*cuts, len(stream)]:
+        got += fast.feed(stream[last:cut])
+        want += BoundedFramer.feed(general, stream[last:cut])
+        last = cut
+    assert got == want
+    assert fast.buffered == general.buffered <= 96
