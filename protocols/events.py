@@ -43,6 +43,8 @@ class AlarmType(enum.Enum):
     MOVEMENT = "movement"
     VIBRATION = "vibration"
     ACCIDENT = "accident"
+    #: A wearer fell (fall detection of watches and personal trackers).
+    FALL_DOWN = "fall_down"
     DOOR = "door"
     BONNET = "bonnet"
     FOOT_BRAKE = "foot_brake"

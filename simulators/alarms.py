@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from protocols import Alarm, AlarmType, Codec, DeviceEncoder, Fix
+from protocols import Alarm, AlarmType, Codec, Decoded, DeviceEncoder, Fix
 
 
 class UnsupportedAlarm(ValueError):
@@ -75,10 +75,14 @@ def alarm_builder(codec: Codec, encoder: DeviceEncoder,
     return build
 
 
-def check_alarm_frame(codec: Codec, frame: bytes, alarm: AlarmType) -> None:
-    """Raise UnsupportedAlarm unless the protocol decodes `frame` as `alarm`."""
+def check_alarm_frame(codec: Codec, frame: bytes, alarm: AlarmType,
+                      decoded: Decoded | None = None) -> None:
+    """Raise UnsupportedAlarm unless the protocol decodes `frame` as `alarm`. `decoded`: the
+    frame as the connection's session read it (protocols such as eelink name the device only
+    in their login, so a new session reads nothing from a later frame)."""
 
-    decoded = codec.decode(frame)
+    if decoded is None:
+        decoded = codec.decode(frame)
     if not any(isinstance(e, Alarm) and e.alarm is alarm for e in decoded.events):
         raise UnsupportedAlarm(f"{codec.name}: the frame built for {alarm.value} does not decode "
                                f"as that alarm: {frame[:60]!r}")
@@ -88,10 +92,13 @@ def supported_alarms(codec: Codec) -> list[AlarmType]:
     """The alarms a simulated device of this protocol can raise."""
     encoder = codec.device("359900000000004")
     fix = Fix(fix_time=datetime(2025, 1, 1, tzinfo=UTC), lat=1.0, lon=2.0)
+    session = codec.new_session()
+    session.decode(encoder.login())  # the frames that follow belong to a logged-in device
     out = []
     for alarm in AlarmType:
         try:
-            check_alarm_frame(codec, alarm_builder(codec, encoder, alarm)(fix), alarm)
+            frame = alarm_builder(codec, encoder, alarm)(fix)
+            check_alarm_frame(codec, frame, alarm, session.decode(frame))
         except UnsupportedAlarm:
             continue
         out.append(alarm)

@@ -34,6 +34,7 @@ from protocols import (
     Codec,
     Command,
     CommandType,
+    Decoded,
     DeviceEncoder,
     Discarded,
     Fix,
@@ -440,14 +441,15 @@ class SimDevice:
     # Sending ---------------------------------------------------------------------------------
 
     def _send(self, frame: bytes, kind: Kind, now: float, fixes: tuple[Fix, ...] = (),
-              alarm: AlarmType | None = None) -> Outbound | None:
-        """Write one frame; track it when its protocol defines replies for it."""
+              alarm: AlarmType | None = None, decoded: Decoded | None = None) -> Outbound | None:
+        """Write one frame; track it when its protocol defines replies for it. `decoded`: the
+        mirror session's reading of this frame, when the caller already has it."""
         stats = self.stats
         stats.frames_sent += 1
         self.output.append(frame)
-        if self._mirror is None:
-            self._mirror = self.codec.new_session(self.options)
-        replies = self._mirror.decode(frame).replies
+        if decoded is None:
+            decoded = self._mirror_decode(frame)
+        replies = decoded.replies
         if self.trace is not None:
             self._trace("send", kind.value, frame)
         if not replies:
@@ -468,13 +470,20 @@ class SimDevice:
                   if isinstance(f, bytes)]
         rest = list(fixes)
         for i, frame in enumerate(frames):
+            # The connection's mirror session reads the frame, once: frames of protocols that
+            # name the device only in their login (eelink) decode to nothing in a new session.
+            decoded = self._mirror_decode(frame)
             if i == len(frames) - 1:
                 mine = tuple(rest)
             else:
-                decoded = self.codec.decode(frame, self.options)
                 count = sum(1 for e in decoded.events if isinstance(e, Position))
                 mine, rest = tuple(rest[:count]), rest[count:]
-            self._send(frame, kind, now, mine, alarm)
+            self._send(frame, kind, now, mine, alarm, decoded)
+
+    def _mirror_decode(self, frame: bytes) -> Decoded:
+        if self._mirror is None:
+            self._mirror = self.codec.new_session(self.options)
+        return self._mirror.decode(frame)
 
     def _position_due(self, now: float) -> None:
         if self.writable:
@@ -496,12 +505,13 @@ class SimDevice:
             item = self._urgent.popleft()
             assert item.alarm is not None
             frame = alarm_builder(self.codec, self.encoder, item.alarm)(item.fix)
+            decoded = self._mirror_decode(frame)
             if item.alarm is AlarmType.SOS:
                 self.stats.sos_sent += 1
             else:
-                check_alarm_frame(self.codec, frame, item.alarm)
+                check_alarm_frame(self.codec, frame, item.alarm, decoded)
                 self.stats.alarms_sent += 1
-            self._send(frame, item.kind, now, (item.fix,), item.alarm)
+            self._send(frame, item.kind, now, (item.fix,), item.alarm, decoded)
         if not self.buffer or now < self._next_replay:
             return
         frames = 0
