@@ -152,6 +152,13 @@ def cmd_unlock(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config_protocols(_settings: Settings, _args: argparse.Namespace) -> int:
+    from gateway.config import protocol_tables
+
+    print(protocol_tables(), end="")
+    return 0
+
+
 def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.activation import audit
 
@@ -186,6 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--instance-name", metavar="NAME",
                      help="this instance's name in logs, metrics and events (instance.name)")
     run.set_defaults(func=cmd_run)
+
+    config = add("config", help="configuration helpers")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    tables = config_sub.add_parser(
+        "protocols", parents=[common],
+        help="print the [protocols.<name>] tables of every protocol, with their defaults")
+    tables.set_defaults(func=cmd_config_protocols)
 
     db = add("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True)

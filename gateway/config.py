@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 import os
 import socket
+import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -132,6 +134,28 @@ class ProtocolSettings:
     port: int
     #: An instance of the protocol's own options dataclass (`Codec.options`).
     options: Any
+
+
+def protocol_tables() -> str:
+    """The `[protocols.<name>]` tables of every registered protocol, with their defaults and
+    documentation, as config/gateway.toml shows them (`gateway config protocols` prints it)."""
+    out: list[str] = []
+    for codec in codecs():
+        lines = [f"[protocols.{codec.name}]", f"# {codec.title}.", f"port = {codec.default_port}"]
+        for field in dataclasses.fields(codec.options):
+            doc = str(field.metadata.get("doc", "")).strip()
+            lines.extend(textwrap.wrap(doc, 98, initial_indent="# ", subsequent_indent="# "))
+            lines.append(f"{field.name} = {_toml_value(field.default)}")
+        out.append("\n".join(lines))
+    return "\n\n".join(out) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    return str(value)
 
 
 #: Where the legacy keys found during validation travel to the settings object.

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import ConfigError, Settings, load_settings
+from gateway.config import ConfigError, Settings, load_settings, protocol_tables
 from protocols import codecs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -113,9 +113,11 @@ def test_old_keys_still_work_with_a_deprecation(
 
 
 def test_every_protocol_is_documented_in_the_shipped_file() -> None:
-    """Each registered protocol has its table in config/gateway.toml with every key shown at its
-    default (a new protocol package is documented there too)."""
-    tables = tomllib.loads(SHIPPED.read_text())["protocols"]
+    """Each registered protocol has its table in config/gateway.toml, every key shown at its
+    default with its documentation (`gateway config protocols` prints the tables to paste)."""
+    text = SHIPPED.read_text()
+    assert protocol_tables() in text
+    tables = tomllib.loads(text)["protocols"]
     for codec in codecs():
         defaults = {"port": codec.default_port, **{
             f.name: f.default for f in dataclasses.fields(codec.options)}}
