@@ -40,7 +40,8 @@ class _EmbeddedUvicorn(uvicorn.Server):
         yield
 
 
-def _listen_socket(host: str, port: int, what: str, key: str) -> socket.socket:
+def _bound_socket(host: str, port: int, what: str, key: str) -> socket.socket:
+    """A socket bound to host:port, not listening yet (clients are refused until it is)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -50,7 +51,6 @@ def _listen_socket(host: str, port: int, what: str, key: str) -> socket.socket:
         sock.close()
         raise OSError(exc.errno, f"cannot listen on {host}:{port} for {what} ({exc.strerror}); "
                                  f"free the port or change {key}") from exc
-    sock.listen(2048)
     sock.setblocking(False)
     return sock
 
@@ -82,10 +82,11 @@ class Gateway:
         settings = self.settings
         for warning in settings.deprecations:
             log.warning("configuration: %s", warning)
-        # Bound first: the web app's port names the instance when instance.name is empty.
-        # (Bound here rather than by uvicorn, which exits the process when it cannot bind.)
-        http_sock = _listen_socket(settings.http.host, settings.http.port, "the web app",
-                                   "http.port")
+        # Bound first (listening only once everything is up): the web app's port names the
+        # instance when instance.name is empty. Bound here rather than by uvicorn, which exits
+        # the process when it cannot bind.
+        http_sock = _bound_socket(settings.http.host, settings.http.port, "the web app",
+                                  "http.port")
         self._http_sock = http_sock
         self.http_port = http_sock.getsockname()[1]
         self.instance = settings.instance_name(self.http_port)
@@ -160,6 +161,7 @@ class Gateway:
             app, host=settings.http.host, port=settings.http.port, log_config=None,
             lifespan="off", access_log=False)
         self._web = _EmbeddedUvicorn(config)
+        http_sock.listen(2048)  # only now: health checks reaching it find the gateway started
         self._web_task = asyncio.create_task(self._web.serve(sockets=[http_sock]))
         while not self._web.started:
             if self._web_task.done():
