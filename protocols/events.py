@@ -52,6 +52,8 @@ class AlarmType(enum.Enum):
     ACCELERATION = "acceleration"
     BRAKING = "braking"
     CORNERING = "cornering"
+    #: A wearable's fall detector (gt06 alarm code 0x23).
+    FALL_DOWN = "fall_down"
     IGNITION_ON = "ignition_on"
     IGNITION_OFF = "ignition_off"
     GENERAL = "general"
