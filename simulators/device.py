@@ -42,7 +42,7 @@ from protocols import (
     get_codec,
 )
 from protocols.framing import DEFAULT_MAX_FRAME_BYTES
-from simulators.alarms import alarm_builder, check_alarm_frame
+from simulators.alarms import alarm_builder, check_alarm_frame, identified_session
 from simulators.identity import random_imei
 from simulators.routes import FixSource, Route, RouteSource
 
@@ -467,11 +467,12 @@ class SimDevice:
         frames = [f for f in self.codec.framer(DEFAULT_MAX_FRAME_BYTES).feed(data)
                   if isinstance(f, bytes)]
         rest = list(fixes)
+        counter = identified_session(self.codec, self.options) if len(frames) > 1 else None
         for i, frame in enumerate(frames):
-            if i == len(frames) - 1:
+            if i == len(frames) - 1 or counter is None:
                 mine = tuple(rest)
             else:
-                decoded = self.codec.decode(frame, self.options)
+                decoded = counter.decode(frame)
                 count = sum(1 for e in decoded.events if isinstance(e, Position))
                 mine, rest = tuple(rest[:count]), rest[count:]
             self._send(frame, kind, now, mine, alarm)
