@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import struct
 from datetime import datetime
 
 from protocols.events import AlarmType
-from protocols.gt06.reader import Reader
+from protocols.gt06.reader import Reader, Truncated
 from protocols.gt06.report import Report, lenient_datetime
 from protocols.gt06.variants import Model, Variant
 
@@ -81,6 +82,9 @@ def read_date(r: Reader, offset_s: int) -> datetime:
     return lenient_datetime(2000 + b[0], b[1], b[2], b[3], b[4], b[5], offset_s)
 
 
+_STANDARD_GPS = struct.Struct(">6BBIIBH")
+
+
 def read_gps(report: Report, r: Reader, offset_s: int, *, has_length: bool = False,
              has_satellites: bool = True, has_speed: bool = True, long_speed: bool = False,
              flags_first: bool = False) -> bool:
@@ -88,20 +92,34 @@ def read_gps(report: Report, r: Reader, offset_s: int, *, has_length: bool = Fal
 
     Returns False (and records no fix) when `has_length` and the block's length byte is 0.
     """
-    b = r.take(6)
-    when = lenient_datetime(2000 + b[0], b[1], b[2], b[3], b[4], b[5], offset_s)
-    if has_length and r.u8() == 0:
-        report.device_time = when
-        return False
-    if has_satellites:
-        report.satellites = r.u8() & 0x0F
-    lat = r.u32() * COORDINATE_UNIT
-    lon = r.u32() * COORDINATE_UNIT
-    flags = r.u16() if flags_first else 0
-    if has_speed:
-        report.speed_kmh = float(r.u16() if long_speed else r.u8())
-    if not flags_first:
-        flags = r.u16()
+    if has_satellites and has_speed and not (has_length or long_speed or flags_first):
+        # The common layout in one unpack: it is on the path of nearly every position.
+        pos = r.pos
+        if pos + 18 > r.end:
+            raise Truncated
+        year, month, day, hour, minute, second, info, lat_raw, lon_raw, speed, flags = (
+            _STANDARD_GPS.unpack_from(r.data, pos))
+        r.pos = pos + 18
+        when = lenient_datetime(2000 + year, month, day, hour, minute, second, offset_s)
+        report.satellites = info & 0x0F
+        report.speed_kmh = float(speed)
+    else:
+        b = r.take(6)
+        when = lenient_datetime(2000 + b[0], b[1], b[2], b[3], b[4], b[5], offset_s)
+        if has_length and r.u8() == 0:
+            report.device_time = when
+            return False
+        if has_satellites:
+            report.satellites = r.u8() & 0x0F
+        lat_raw = r.u32()
+        lon_raw = r.u32()
+        flags = r.u16() if flags_first else 0
+        if has_speed:
+            report.speed_kmh = float(r.u16() if long_speed else r.u8())
+        if not flags_first:
+            flags = r.u16()
+    lat = lat_raw * COORDINATE_UNIT
+    lon = lon_raw * COORDINATE_UNIT
     report.course = float(flags & 0x3FF)
     if not flags & 0x400:  # bit 10 set means north
         lat = -lat

@@ -30,6 +30,7 @@ from protocols.codec import Clock, Decoded, Reply, rejected
 from protocols.events import Alarm, Event, Login, attrs
 from protocols.gt06 import blocks as b
 from protocols.gt06 import extras, positions
+from protocols.gt06.fast import fast_position
 from protocols.gt06.reader import Reader, Truncated
 from protocols.gt06.report import Report
 from protocols.gt06.variants import Model, Variant, variant_of
@@ -40,6 +41,12 @@ _MODEL = re.compile(r"[A-Za-z0-9_-]{0,32}")
 #: The server's reply to an address request (0x2A): "no address" in the device's format.
 _NO_ADDRESS = b"NA&&NA&&0##"
 _COMMAND_ECHOES = (b.COMMAND_0, b.COMMAND_1, b.COMMAND_2)
+#: Short packets of the GPS / LBS / status family that no other rule of `_decode` claims.
+_PLAIN_FAMILY = frozenset({
+    b.GPS, b.GPS_LBS_6, b.GPS_LBS_1, b.GPS_LBS_STATUS_1, b.GPS_PHONE, b.GPS_LBS_EXTEND,
+    b.GPS_LBS_2, b.GPS_LBS_DRIVER, b.GPS_LBS_STATUS_2, b.GPS_LBS_STATUS_3, b.GPS_LBS_4,
+    b.GPS_LBS_5, b.GPS_LBS_3, b.GPS_LBS_7, b.FENCE_MULTI,
+})
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +79,12 @@ class Gt06Options:
 class Gt06Session:
     """Decodes one connection's packets; `decode()` never raises."""
 
-    __slots__ = ("_clock", "_login_zone", "_model", "_offset_s", "_strict", "device_id")
+    __slots__ = ("_clock", "_fast", "_login_zone", "_model", "_offset_s", "_strict",
+                 "device_id")
 
-    def __init__(self, options: Gt06Options, clock: Clock) -> None:
+    def __init__(self, options: Gt06Options, clock: Clock, *, fast: bool = True) -> None:
+        """`fast=False` decodes every packet the general way (tests compare both paths)."""
+        self._fast = fast
         self._strict = options.strict_crc
         self._login_zone = options.login_time_zone
         self._model = Model(options.model)
@@ -135,11 +145,20 @@ class Gt06Session:
             return Decoded(frame, None, ())
         offset = self._offset_s
         model = self._model
+        if not model.name and not extended and self._fast:
+            position = fast_position(frame, device_id, offset)
+            if position is not None:
+                return Decoded(frame, device_id, (position,),
+                               (Reply(ack(kind, serial), after_store=True),))
         variant = variant_of(frame)
         report = Report()
         reply: bytes | None = ack(kind, serial)
 
-        if kind == b.HEARTBEAT:
+        if kind in _PLAIN_FAMILY and not extended:
+            # The GPS / LBS / status packets most devices send: none of the special cases
+            # below applies to them, so they skip the search.
+            positions.decode_family(report, r, kind, length, variant, model, offset)
+        elif kind == b.HEARTBEAT:
             extras.decode_heartbeat_23(report, r)
         elif kind == b.ADDRESS_REQUEST:
             content = bytes((len(_NO_ADDRESS),)) + b"\0\0\0\0" + _NO_ADDRESS

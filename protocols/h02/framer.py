@@ -21,6 +21,7 @@ from protocols.framing import DEFAULT_MAX_FRAME_BYTES, BoundedFramer
 SHORT = 32
 LONG = 45
 LONG_ID = 42
+_MARKERS = b"*$X"
 #: Binary lengths tried, in order, when a connection's first binary frame arrives.
 CANDIDATES = (SHORT, LONG_ID, LONG)
 
@@ -37,6 +38,8 @@ class H02Framer(BoundedFramer):
 
     def _find_start(self, buf: bytes, pos: int) -> int:
         n = len(buf)
+        if pos < n and buf[pos] in _MARKERS:
+            return pos  # frames back to back: the common case
         best = -1
         for marker in (b"*", b"$", b"X"):
             found = buf.find(marker, pos, best if best >= 0 else n)

@@ -14,13 +14,25 @@ LINK, V3, VP1 and SMS messages get no reply, as from the reference.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from types import MappingProxyType
 
 from protocols.codec import Clock, Decoded, Reply, rejected
-from protocols.events import Alarm, CommandResult, Event, Heartbeat, Position, Status, attrs
+from protocols.events import (
+    Alarm,
+    AttrValue,
+    CommandResult,
+    Event,
+    Heartbeat,
+    Position,
+    Status,
+    attrs,
+)
 from protocols.h02 import text as t
-from protocols.h02.binary import BadBinary, decode_binary
+from protocols.h02.binary import BadBinary, decode_binary, lenient_utc
+from protocols.h02.status import IGNITION, alarm_of
+from protocols.units import KMH_PER_KNOT
 
 #: Longest device id accepted (15-digit IMEIs; 10-digit ids are the most common).
 _MAX_ID = 20
@@ -40,18 +52,26 @@ class H02Options:
             raise ValueError("ack must be true or false")
 
 
-def _v4_time(now: datetime) -> str:
-    return f"{now:%Y%m%d%H%M%S}"
+# The common V1 layout, read in one match (see `_fast_v1`); anything else takes the general
+# path of `text.position_message`, which gives the same result for these frames.
+_FAST_V1 = re.compile(
+    rb"\*[A-Za-z]{2},(\d{1,20}),(V\d{1,2}),(\d\d)(\d\d)(\d\d),([AVB]),(\d\d)(\d\d\.\d{1,8}),([NS]),"
+    rb"(\d\d\d)(\d\d\.\d{1,8}),([EW]),(\d{1,5}(?:\.\d{1,5})?),(\d{1,3}(?:\.\d{1,5})?),"
+    rb"(\d\d)(\d\d)(\d\d),([0-9A-Fa-f]{8})#")
 
 
 class H02Session:
     """Decodes one connection's frames; `decode()` never raises."""
 
-    __slots__ = ("_ack", "_clock", "device_id")
+    __slots__ = ("_ack", "_clock", "_fast", "_stamp", "device_id")
 
-    def __init__(self, options: H02Options, clock: Clock) -> None:
+    def __init__(self, options: H02Options, clock: Clock, *, fast: bool = True) -> None:
+        """`fast=False` decodes every message the general way (tests compare both paths)."""
         self._ack = options.ack
         self._clock = clock
+        self._fast = fast
+        #: The last second formatted for a V4 reply, and its text (one strftime per second).
+        self._stamp: tuple[int, str] = (-1, "")
         #: The id of the last message that named one.
         self.device_id: str | None = None
 
@@ -60,6 +80,12 @@ class H02Session:
         try:
             marker = frame[:1]
             if marker == b"*":
+                if self._fast:
+                    match = _FAST_V1.fullmatch(frame)
+                    if match is not None and match.group(2) != b"V4":
+                        decoded = self._fast_v1(frame, match)
+                        if decoded is not None:
+                            return decoded
                 return self._text(frame)
             if marker == b"$":
                 return self._binary(frame)
@@ -154,8 +180,50 @@ class H02Session:
     def _v4(self, wire_id: str, kind: str) -> Reply | None:
         if not wire_id:
             return None
-        reply = f"*HQ,{wire_id},V4,{kind},{_v4_time(self._clock())}#"
-        return Reply(reply.encode("ascii"), after_store=True)
+        now = self._clock()
+        second = int(now.timestamp())
+        last, text = self._stamp
+        if second != last:
+            text = f"{now:%Y%m%d%H%M%S}"
+            self._stamp = (second, text)
+        return Reply(f"*HQ,{wire_id},V4,{kind},{text}#".encode("ascii"), after_store=True)
+
+    def _fast_v1(self, frame: bytes, match: re.Match[bytes]) -> Decoded | None:
+        """A V-type position in the common layout (no battery field, no extras)."""
+        (wire, kind, hour, minute, second, validity, lat_deg, lat_min, ns, lon_deg, lon_min,
+         ew, speed, course, day, month, year, status_text) = match.groups()
+        lat = int(lat_deg) + float(lat_min) / 60.0
+        lon = int(lon_deg) + float(lon_min) / 60.0
+        if lat > 90.0 or lon > 180.0:
+            return None  # the general path says which field is wrong
+        if ns == b"S":
+            lat = -lat
+        if ew == b"W":
+            lon = -lon
+        device_id = wire.decode("ascii")
+        self.device_id = device_id
+        status = int(status_text, 16)
+        alarm = alarm_of(status)
+        values: dict[str, AttrValue] = {"status": status, "ignition": bool(status & IGNITION)}
+        if alarm is not None:
+            values["alarm"] = alarm.value
+        attributes = MappingProxyType(values)
+        fix_time = lenient_utc(2000 + int(year), int(month), int(day), int(hour), int(minute),
+                               int(second))
+        position = Position(device_id, fix_time, validity != b"V", lat, lon,
+                            speed_kmh=float(speed) * KMH_PER_KNOT, course_deg=float(course),
+                            attributes=attributes)
+        events: tuple[Event, ...] = (position,)
+        if alarm is not None:
+            events = (position, Alarm(device_id, alarm, f"status:{status:08X}", position,
+                                      fix_time, attributes))
+        if kind == b"V1":
+            reply = self._v4(device_id, "V1")
+        elif self._ack:
+            reply = self._r12(device_id)
+        else:
+            reply = None
+        return Decoded(frame, device_id, events, (reply,) if reply is not None else ())
 
     def _events(self, device_id: str, parsed: t.Parsed) -> tuple[Event, ...]:
         values = parsed.attrs

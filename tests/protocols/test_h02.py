@@ -409,3 +409,29 @@ def test_mutated_streams_never_raise(fixes: list[Fix], data: st.DataObject) -> N
         if isinstance(item, bytes):
             s.decode(item)
         assert framer.buffered <= 256
+
+
+@given(fix=_fixes, alarm=st.sampled_from([None, *sorted(ALARM_BITS, key=lambda a: a.value)]),
+       ack=st.booleans())
+def test_fast_path_decodes_like_the_general_path(fix: Fix, alarm: AlarmType | None,
+                                                  ack: bool) -> None:
+    device = H02Device(IMEI)
+    frame = device.position(fix) if alarm is None else device.alarm(alarm, fix)
+    fast = H02Session(H02Options(ack=ack), lambda: CLOCK)
+    general = H02Session(H02Options(ack=ack), lambda: CLOCK, fast=False)
+    assert fast.decode(frame) == general.decode(frame)
+    other = frame.replace(b",V1,", b",V5,")
+    assert fast.decode(other) == general.decode(other)
+
+
+def test_fast_path_matches_the_general_path_on_the_corpus() -> None:
+    import json
+    from pathlib import Path
+
+    corpus = Path(__file__).parent / "corpus" / "wave2-samples.jsonl"
+    frames = [r["message"].encode("latin-1") for r in map(json.loads, corpus.open())
+              if r["protocol"] == "h02" and r.get("message")]
+    fast = session(True)
+    general = H02Session(H02Options(ack=True), lambda: CLOCK, fast=False)
+    for frame in frames:
+        assert fast.decode(frame) == general.decode(frame)
