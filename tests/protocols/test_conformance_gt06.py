@@ -1,8 +1,11 @@
 """gt06 conformance with the wave-2 corpus: every gt06 record, one test each.
 
 `corpus/wave2-samples.jsonl` holds the messages of the reference server's gt06 tests with what
-it decoded and answered (see PROTOCOLS-WAVE2 §9 in the shared docs, summarised in
-`corpus/README.md`). The records of one test method were fed in order to one decoder, so they
+it decoded and answered. Fields used here: `hex` (the decoder input), `expect` (kind and the
+values the reference test asserts), `server_reply_hex`, `traccar_decoded` (everything the
+reference decoded), `derived` (an independent reading of the header: IMEI, `crc_ok`),
+`context` (`test_method`, `session_before`, `model_override`), and for framing and command
+records `expect.frame_hex` / `expect.encoded_hex`. The records of one test method were fed in order to one decoder, so they
 are replayed here in file order through one session: a packet before any login decodes to
 nothing, later ones belong to the device the login named (`context.session_before`). Records
 with `context.model_override` are decoded with `Gt06Options(model=...)`, after the session's
