@@ -2,8 +2,8 @@
 and 0x22 (JM-VL0x GPS+LBS with ACC and re-upload flag), in their standard length.
 
 The result is the same as the general path's (`positions.decode_family`), which tests check;
-anything unusual (another length, a two-byte MNC, a configured model, a zeroed GPS block)
-returns None and goes the general way.
+anything unusual (another length, a two-byte MNC, a configured model, a zeroed GPS block,
+coordinates out of range) returns None and goes the general way.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ def fast_position(frame: bytes, device_id: str, offset_s: int) -> Position | Non
         return None
     lat = lat_raw * COORDINATE_UNIT
     lon = lon_raw * COORDINATE_UNIT
+    if lat > 90.0 or lon > 180.0:
+        return None
     if not flags & 0x400:
         lat = -lat
     if flags & 0x800:

@@ -91,10 +91,15 @@ class Report:
         self.lon = lon
 
     def has_position(self) -> bool:
-        if self.fix_time is None:
+        if self.fix_time is None or not self.coordinates_in_range():
             return False
         # A zeroed GPS block (no fix since power-on, 1970 or 2000 dates) carries no position.
         return self.valid or self.lat != 0.0 or self.lon != 0.0
+
+    def coordinates_in_range(self) -> bool:
+        """False for a GPS block whose raw values are no coordinates (beyond 90 / 180 degrees):
+        the packet is kept as a Status and noted, never stored as a position."""
+        return -90.0 <= self.lat <= 90.0 and -180.0 <= self.lon <= 180.0
 
     def _plausible_fix_time(self) -> datetime | None:
         # A zeroed GPS block's date (1970, 2000) is not a time worth keeping.

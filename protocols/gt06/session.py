@@ -18,7 +18,9 @@ CRC policy: devices in the field send packets with a wrong CRC (27 of the refere
 frames), and the reference server never checks it. By default such a packet is decoded and
 answered like any other and `Decoded.notes` says "bad_crc" (the gateway counts and logs notes);
 with `strict_crc` it is rejected instead. A length byte that disagrees with the packet's real
-size is noted "bad_length" (the framer already cut the packet at its real end).
+size is noted "bad_length" (the framer already cut the packet at its real end). A GPS block
+whose values are beyond 90 / 180 degrees is no position: the packet is a Status, acked, and
+noted "bad_coordinates".
 """
 
 from __future__ import annotations
@@ -243,11 +245,12 @@ class Gt06Session:
             return Decoded(frame, device_id, (), replies, notes=("unsupported_type",))
 
         events = report.events(device_id)
+        notes = () if report.coordinates_in_range() else ("bad_coordinates",)
         if reply is None:
-            return Decoded(frame, device_id, events)
+            return Decoded(frame, device_id, events, notes=notes)
         # A heartbeat's ack confirms no data (unless the heartbeat carries an alarm).
         after_store = not (report.heartbeat and not any(isinstance(e, Alarm) for e in events))
-        return Decoded(frame, device_id, events, (Reply(reply, after_store),))
+        return Decoded(frame, device_id, events, (Reply(reply, after_store),), notes=notes)
 
     def _handshake(self, frame: bytes, reply: bytes) -> Decoded:
         return Decoded(frame, self.device_id, (), (Reply(reply, after_store=False),))

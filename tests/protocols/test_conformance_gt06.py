@@ -5,9 +5,11 @@ it decoded and answered. Fields used here: `hex` (the decoder input), `expect` (
 values the reference test asserts), `server_reply_hex`, `traccar_decoded` (everything the
 reference decoded), `derived` (an independent reading of the header: IMEI, `crc_ok`),
 `context` (`test_method`, `session_before`, `model_override`), and for framing and command
-records `expect.frame_hex` / `expect.encoded_hex`. The records of one test method were fed in order to one decoder, so they
-are replayed here in file order through one session: a packet before any login decodes to
-nothing, later ones belong to the device the login named (`context.session_before`). Records
+records `expect.frame_hex` / `expect.encoded_hex`.
+
+The records of one test method were fed in order to one decoder, so they are replayed here in
+file order through one session: a packet before any login decodes to nothing, later ones
+belong to the device the login named (`context.session_before`). Records
 with `context.model_override` are decoded with `Gt06Options(model=...)`, after the session's
 last login. Replies that carry the server's clock are compared with the clock pinned to the
 corpus's `2026-02-03T04:05:06Z`.

@@ -484,3 +484,15 @@ def test_fast_path_matches_the_general_path_on_the_corpus() -> None:
     general = Gt06Session(Gt06Options(), lambda: CLOCK, fast=False)
     for frame in frames:
         assert fast.decode(frame) == general.decode(frame)
+
+
+def test_coordinates_out_of_range_are_no_position_but_are_acked() -> None:
+    frame = bytearray(Gt06Device(IMEI).position(FIX))
+    frame[11:15] = (200 * 1_800_000).to_bytes(4, "big")  # latitude 200 degrees
+    frame = bytearray(packet(0x22, bytes(frame[4:-6]), 9))
+    for s in (session(), Gt06Session(Gt06Options(), lambda: CLOCK, fast=False)):
+        s.decode(LOGIN)
+        decoded = s.decode(bytes(frame))
+        assert not [e for e in decoded.events if isinstance(e, Position)]
+        assert isinstance(decoded.events[0], Status) and decoded.notes == ("bad_coordinates",)
+        assert decoded.replies[0].data == ack(0x22, 9)
