@@ -12,12 +12,15 @@ simulated device.
 
 from __future__ import annotations
 
+import re
+
 from protocols.framing import BoundedFramer
 
 _SHORT = b"\x78\x78"
 _LONG = b"\x79\x79"
 _MARKERS = (_SHORT, _LONG)
 _STOP = b"\r\n"
+_MARKER_SEARCH = re.compile(b"\x78\x78|\x79\x79")
 
 
 class Gt06Framer(BoundedFramer):
@@ -28,13 +31,11 @@ class Gt06Framer(BoundedFramer):
     def _find_start(self, buf: bytes, pos: int) -> int:
         if buf.startswith(_MARKERS, pos):
             return pos  # packets back to back: the common case
-        short = buf.find(_SHORT, pos)
-        limit = short if short >= 0 else len(buf)
-        long = buf.find(_LONG, pos, limit + 1)
-        if long >= 0 and (short < 0 or long < short):
-            return long
-        if short >= 0:
-            return short
+        # One scan that stops at the first marker of either kind: linear over a whole stream
+        # of garbage and markers, where a find() per marker kind would rescan the rest each time.
+        found = _MARKER_SEARCH.search(buf, pos)
+        if found is not None:
+            return found.start()
         # A marker cut in half at the end of what arrived: keep it.
         if len(buf) > pos and buf[-1] in (0x78, 0x79):
             return len(buf) - 1

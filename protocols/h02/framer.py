@@ -16,12 +16,15 @@ Anything else before a frame start is skipped and reported as discarded.
 
 from __future__ import annotations
 
+import re
+
 from protocols.framing import DEFAULT_MAX_FRAME_BYTES, BoundedFramer
 
 SHORT = 32
 LONG = 45
 LONG_ID = 42
 _MARKERS = b"*$X"
+_MARKER_SEARCH = re.compile(rb"[*$X]")
 #: Binary lengths tried, in order, when a connection's first binary frame arrives.
 CANDIDATES = (SHORT, LONG_ID, LONG)
 
@@ -37,15 +40,10 @@ class H02Framer(BoundedFramer):
         self.binary_length = 0
 
     def _find_start(self, buf: bytes, pos: int) -> int:
-        n = len(buf)
-        if pos < n and buf[pos] in _MARKERS:
+        if pos < len(buf) and buf[pos] in _MARKERS:
             return pos  # frames back to back: the common case
-        best = -1
-        for marker in (b"*", b"$", b"X"):
-            found = buf.find(marker, pos, best if best >= 0 else n)
-            if found >= 0:
-                best = found
-        return best
+        found = _MARKER_SEARCH.search(buf, pos)
+        return found.start() if found is not None else -1
 
     def _find_end(self, buf: bytes, start: int) -> int:
         marker = buf[start]
