@@ -122,6 +122,15 @@ class Gt06Session:
         if length + (6 if extended else 5) != n:
             notes = (*notes, "bad_length")
         serial = int.from_bytes(frame[n - 6:n - 4], "big")
+        device_id = self.device_id
+        if self._fast and device_id is not None and not extended and not self._model.name:
+            try:
+                position = fast_position(frame, device_id, self._offset_s)
+            except Exception:  # never raises on a standard-length packet; belt and braces
+                position = None
+            if position is not None:
+                return Decoded(frame, device_id, (position,),
+                               (Reply(ack(kind, serial), after_store=True),), notes=notes)
         try:
             decoded = self._decode(frame, kind, extended, length, serial, Reader(frame, body))
         except Truncated:
@@ -147,11 +156,6 @@ class Gt06Session:
             return Decoded(frame, None, ())
         offset = self._offset_s
         model = self._model
-        if not model.name and not extended and self._fast:
-            position = fast_position(frame, device_id, offset)
-            if position is not None:
-                return Decoded(frame, device_id, (position,),
-                               (Reply(ack(kind, serial), after_store=True),))
         variant = variant_of(frame)
         report = Report()
         reply: bytes | None = ack(kind, serial)

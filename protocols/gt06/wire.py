@@ -39,7 +39,12 @@ def packet(protocol: int, content: bytes = b"", serial: int = 0, *,
 
 def ack(protocol: int, serial: int, *, extended: bool = False) -> bytes:
     """The server's acknowledgement: an empty packet of the same protocol with the serial echoed."""
-    return packet(protocol, b"", serial, extended=extended)
+    if extended:
+        return packet(protocol, b"", serial, extended=True)
+    # The short ack is built directly: it is the reply to nearly every packet.
+    body = bytes((5, protocol, (serial >> 8) & 0xFF, serial & 0xFF))
+    crc = crc16_x25(body)
+    return SHORT_START + body + bytes((crc >> 8, crc & 0xFF)) + STOP
 
 
 def declared_size(frame: bytes) -> int | None:

@@ -55,10 +55,9 @@ class H02Options:
 # The common V1 layout, read in one match (see `_fast_v1`); anything else takes the general
 # path of `text.position_message`, which gives the same result for these frames.
 _FAST_V1 = re.compile(
-    rb"\*[A-Za-z]{2},(\d{1,20}),(V\d{1,2}),(\d\d)(\d\d)(\d\d),([AVB]),(\d\d)(\d\d\.\d{1,8}),([NS]),"
+    rb"\*[A-Za-z]{2},(\d{1,20}),(V\d{1,2}),(\d{6}),([AVB]),(\d\d)(\d\d\.\d{1,8}),([NS]),"
     rb"(\d\d\d)(\d\d\.\d{1,8}),([EW]),(\d{1,5}(?:\.\d{1,5})?),(\d{1,3}(?:\.\d{1,5})?),"
-    rb"(\d\d)(\d\d)(\d\d),([0-9A-Fa-f]{8})#")
-
+    rb"(\d{6}),([0-9A-Fa-f]{8})#")
 
 class H02Session:
     """Decodes one connection's frames; `decode()` never raises."""
@@ -190,8 +189,8 @@ class H02Session:
 
     def _fast_v1(self, frame: bytes, match: re.Match[bytes]) -> Decoded | None:
         """A V-type position in the common layout (no battery field, no extras)."""
-        (wire, kind, hour, minute, second, validity, lat_deg, lat_min, ns, lon_deg, lon_min,
-         ew, speed, course, day, month, year, status_text) = match.groups()
+        (wire, kind, time_text, validity, lat_deg, lat_min, ns, lon_deg, lon_min, ew, speed,
+         course, date_text, status_text) = match.groups()
         lat = int(lat_deg) + float(lat_min) / 60.0
         lon = int(lon_deg) + float(lon_min) / 60.0
         if lat > 90.0 or lon > 180.0:
@@ -208,8 +207,11 @@ class H02Session:
         if alarm is not None:
             values["alarm"] = alarm.value
         attributes = MappingProxyType(values)
-        fix_time = lenient_utc(2000 + int(year), int(month), int(day), int(hour), int(minute),
-                               int(second))
+        hour, rest = divmod(int(time_text), 10_000)
+        minute, second = divmod(rest, 100)
+        day, rest = divmod(int(date_text), 10_000)
+        month, year = divmod(rest, 100)
+        fix_time = lenient_utc(2000 + year, month, day, hour, minute, second)
         position = Position(device_id, fix_time, validity != b"V", lat, lon,
                             speed_kmh=float(speed) * KMH_PER_KNOT, course_deg=float(course),
                             attributes=attributes)
