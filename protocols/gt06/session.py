@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import UTC
 
 from protocols.codec import Clock, Decoded, Reply, rejected
 from protocols.events import Alarm, Event, Login, attrs
@@ -170,7 +171,7 @@ class Gt06Session:
             content = bytes((len(_NO_ADDRESS),)) + b"\0\0\0\0" + _NO_ADDRESS
             return self._handshake(frame, packet(b.ADDRESS_RESPONSE, content, 0, extended=True))
         elif kind == b.TIME_REQUEST:
-            now = self._clock()
+            now = self._clock().astimezone(UTC)
             content = bytes((now.year - 2000, now.month, now.day, now.hour, now.minute,
                              now.second))
             return self._handshake(frame, packet(b.TIME_REQUEST, content, 0))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import UTC
 from types import MappingProxyType
 
 from protocols.codec import Clock, Decoded, Reply, rejected
@@ -119,7 +120,8 @@ class H02Session:
         return Decoded(frame, device_id, events, replies)
 
     def _r12(self, device_id: str) -> Reply:
-        return Reply(f"*HQ,{device_id},R12,{self._clock():%H%M%S}#".encode("ascii"), True)
+        now = self._clock().astimezone(UTC)
+        return Reply(f"*HQ,{device_id},R12,{now:%H%M%S}#".encode("ascii"), True)
 
     # Text ------------------------------------------------------------------------------------
 
@@ -183,7 +185,7 @@ class H02Session:
         second = int(now.timestamp())
         last, text = self._stamp
         if second != last:
-            text = f"{now:%Y%m%d%H%M%S}"
+            text = f"{now.astimezone(UTC):%Y%m%d%H%M%S}"
             self._stamp = (second, text)
         return Reply(f"*HQ,{wire_id},V4,{kind},{text}#".encode("ascii"), after_store=True)
 
