@@ -70,8 +70,8 @@ class H02Session:
         self._ack = options.ack
         self._clock = clock
         self._fast = fast
-        #: The last second formatted for a V4 reply, and its text (one strftime per second).
-        self._stamp: tuple[int, str] = (-1, "")
+        #: The last V4 reply made, by (second, device id, type).
+        self._stamp: tuple[tuple[int, str, str], Reply | None] = ((-1, "", ""), None)
         #: The id of the last message that named one.
         self.device_id: str | None = None
 
@@ -182,12 +182,14 @@ class H02Session:
         if not wire_id:
             return None
         now = self._clock()
-        second = int(now.timestamp())
-        last, text = self._stamp
-        if second != last:
-            text = f"{now.astimezone(UTC):%Y%m%d%H%M%S}"
-            self._stamp = (second, text)
-        return Reply(f"*HQ,{wire_id},V4,{kind},{text}#".encode("ascii"), after_store=True)
+        key = (int(now.timestamp()), wire_id, kind)
+        last, reply = self._stamp
+        if key != last:
+            # One reply text per second and device: frames of the same second share it.
+            text = f"*HQ,{wire_id},V4,{kind},{now.astimezone(UTC):%Y%m%d%H%M%S}#"
+            reply = Reply(text.encode("ascii"), after_store=True)
+            self._stamp = (key, reply)
+        return reply
 
     def _fast_v1(self, frame: bytes, match: re.Match[bytes]) -> Decoded | None:
         """A V-type position in the common layout (no battery field, no extras)."""

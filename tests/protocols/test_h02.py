@@ -435,3 +435,15 @@ def test_fast_path_matches_the_general_path_on_the_corpus() -> None:
     general = H02Session(H02Options(ack=True), lambda: CLOCK, fast=False)
     for frame in frames:
         assert fast.decode(frame) == general.decode(frame)
+
+
+def test_v4_reply_follows_the_clock() -> None:
+    now = [datetime(2026, 2, 3, 4, 5, 6, 500_000, tzinfo=UTC)]
+    s = H02Session(H02Options(), lambda: now[0])
+    first = s.decode(SOS_V1).replies[0].data
+    now[0] = datetime(2026, 2, 3, 4, 5, 7, tzinfo=UTC)
+    second = s.decode(SOS_V1).replies[0].data
+    other = s.decode(SOS_V1.replace(b"353588020068342", b"353588020068343")).replies[0].data
+    assert first == b"*HQ,353588020068342,V4,V1,20260203040506#"
+    assert second == b"*HQ,353588020068342,V4,V1,20260203040507#"
+    assert other == b"*HQ,353588020068343,V4,V1,20260203040507#"
