@@ -25,8 +25,8 @@ the reference server sends.
 Sub-packaged messages (attribute bit 13) are put back together; the complete message is then
 decoded and every packet of it is answered with its own 0x8001, all after the data is stored
 (JT/T 808 §7.12 lets the receiver answer the packets together). A unit resends packets whose
-answer does not come, so nothing acknowledged is ever lost. At most `MAX_PACKETS` packets and
-`MAX_MESSAGE_BYTES` bytes are held, one message at a time.
+answer does not come, so nothing acknowledged is ever lost. At most `MAX_PACKETS` packets
+(64 KiB) are held, one message at a time; packets of another message drop an incomplete one.
 """
 
 from __future__ import annotations
@@ -51,9 +51,8 @@ from protocols.jt808.location import decode_batch, decode_compact, decode_locati
 from protocols.jt808.options import Jt808Options
 from protocols.jt808.wire import Header, ReplyPrefix, build, parse
 
-#: Sub-packaged messages: most packets and bytes held for one message.
+#: Sub-packaged messages: most packets held for one message (at most 64 x 1023 bytes).
 MAX_PACKETS = 64
-MAX_MESSAGE_BYTES = 64 * 1024
 
 RESULT_SUCCESS = 0
 RESULT_FAILURE = 1
@@ -85,9 +84,8 @@ class Jt808Session:
     the packets of a sub-packaged message. `decode` never raises."""
 
     __slots__ = (
-        "__weakref__", "_auth_code", "_clock", "_family", "_handlers", "_offset",
-        "_packet_key", "_packet_size", "_packets", "_phone", "_prefix", "_version",
-        "device_id", "options",
+        "__weakref__", "_auth_code", "_clock", "_family", "_offset", "_packet_key",
+        "_packets", "_phone", "_prefix", "_version", "device_id", "options",
     )
 
     def __init__(self, options: Jt808Options, clock: Clock) -> None:
@@ -102,29 +100,8 @@ class Jt808Session:
         self._prefix: ReplyPrefix | None = None
         self._auth_code: bytes | None = None
         self._packets: dict[int, tuple[int, bytes]] = {}
-        self._packet_key: tuple[int, int] | None = None
-        self._packet_size = 0
-        self._handlers: dict[int, Callable[[_Frame], Decoded]] = {
-            0x0200: self._location,
-            0x0704: self._batch,
-            0x0210: self._batch,
-            0x0002: self._heartbeat,
-            0x0100: self._registration,
-            0x0102: self._authentication,
-            0x5501: self._compact,
-            0x5502: self._compact,
-            0x0900: self._transparent,
-            0x0201: self._location_answer,
-            0x0001: self._general_response,
-            0x0107: self._terminal_attributes,
-            0x0104: self._parameters,
-            0x0702: self._driver_identity,
-            0x0701: self._text_result,
-            0x1300: self._text_result,
-            0x6006: self._text_result,
-            0x2070: self._acceleration,
-            0x0109: self._time_request,
-        }
+        #: (message id, packet count, serial of packet 1) of the message being put together.
+        self._packet_key: tuple[int, int, int] | None = None
 
     @property
     def wire(self) -> tuple[bytes, int | None] | None:
@@ -176,7 +153,7 @@ class Jt808Session:
         return device_id
 
     def _message(self, frame: _Frame) -> Decoded:
-        handler = self._handlers.get(frame.header.msg_id)
+        handler = _HANDLERS.get(frame.header.msg_id)
         msg_id = frame.header.msg_id
         if handler is None:
             if msg_id in _HANDSHAKES:
@@ -184,7 +161,7 @@ class Jt808Session:
             return self._refuse(frame, f"message {msg_id:#06x} is not supported",
                                 RESULT_NOT_SUPPORTED)
         try:
-            return handler(frame)
+            return handler(self, frame)
         except BadField as exc:
             return self._refuse(frame, exc.reason, RESULT_MESSAGE_ERROR)
 
@@ -225,29 +202,19 @@ class Jt808Session:
             return self._refuse(single, f"message {header.msg_id:#06x} in {count} packets: at "
                                         f"most {MAX_PACKETS} are put together",
                                 RESULT_NOT_SUPPORTED)
-        key = (header.msg_id, count)
+        # The packets of one message have consecutive serials (JT/T 808 §7.12).
+        key = (header.msg_id, count, (header.serial - index + 1) & 0xFFFF)
         if key != self._packet_key:
             if self._packets:
                 notes.append("packets_dropped")
             self._packets = {}
             self._packet_key = key
-            self._packet_size = 0
-        previous = self._packets.get(index)
-        self._packet_size += len(header.body) - (len(previous[1]) if previous else 0)
-        if self._packet_size > MAX_MESSAGE_BYTES:
-            self._packets = {}
-            self._packet_key = None
-            self._packet_size = 0
-            return self._refuse(single, f"message {header.msg_id:#06x} over {MAX_MESSAGE_BYTES}"
-                                        " bytes in packets: not supported",
-                                RESULT_NOT_SUPPORTED)
         self._packets[index] = (header.serial, header.body)
         if len(self._packets) < count:
             return self._quiet(single, ())
         parts = [self._packets[i] for i in range(1, count + 1)]
         self._packets = {}
         self._packet_key = None
-        self._packet_size = 0
         header.body = b"".join(body for _serial, body in parts)
         header.serial = parts[0][0]
         return self._message(_Frame(raw, header, device_id, notes,
@@ -411,3 +378,26 @@ class Jt808Session:
             return Decoded(raw=frame, device_id=None, events=())
         return Decoded(raw=frame, device_id=self.device_id,
                        events=(CommandResult(self.device_id, "", text),))
+
+
+_HANDLERS: dict[int, Callable[[Jt808Session, _Frame], Decoded]] = {
+    0x0200: Jt808Session._location,
+    0x0704: Jt808Session._batch,
+    0x0210: Jt808Session._batch,
+    0x0002: Jt808Session._heartbeat,
+    0x0100: Jt808Session._registration,
+    0x0102: Jt808Session._authentication,
+    0x5501: Jt808Session._compact,
+    0x5502: Jt808Session._compact,
+    0x0900: Jt808Session._transparent,
+    0x0201: Jt808Session._location_answer,
+    0x0001: Jt808Session._general_response,
+    0x0107: Jt808Session._terminal_attributes,
+    0x0104: Jt808Session._parameters,
+    0x0702: Jt808Session._driver_identity,
+    0x0701: Jt808Session._text_result,
+    0x1300: Jt808Session._text_result,
+    0x6006: Jt808Session._text_result,
+    0x2070: Jt808Session._acceleration,
+    0x0109: Jt808Session._time_request,
+}

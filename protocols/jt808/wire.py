@@ -142,6 +142,8 @@ def parse(frame: bytes) -> Header:
         header.serial = (inner[pos] << 8) | inner[pos + 1]
         if attributes & _ATTR_SUBPACKAGE:
             header.packet_count, header.packet_index = _HH.unpack_from(inner, pos + 2)
+            if not header.packet_count:
+                raise BadField("header: sub-packaged message with a packet count of 0")
         else:
             header.packet_count = header.packet_index = 0
     body = inner[start:n - 1]
