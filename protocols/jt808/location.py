@@ -55,25 +55,44 @@ _ALARM_MASK = sum(1 << bit for bit, _kind, _code in _ALARM_BITS)
 _VL300_IGNORED = (1 << 29) | (1 << 30)
 
 
+#: Byte -> its two BCD digits as a number, -1 when a nibble is above 9.
+_BCD = tuple((b >> 4) * 10 + (b & 15) if b >> 4 <= 9 and b & 15 <= 9 else -1
+             for b in range(256))
+#: (date bytes, offset) -> midnight of that local date in UTC. Consecutive reports share their
+#: date; the cache is cleared when full.
+_DAYS: dict[tuple[bytes, timedelta], datetime] = {}
+
+
+def _midnight(year: int, month: int, day: int) -> datetime:
+    try:
+        return datetime(2000 + year, month, day, tzinfo=UTC)
+    except ValueError:  # month 00, day 00...: carry over like a lenient calendar
+        base = datetime(2000 + year + (month - 1) // 12, (month - 1) % 12 + 1, 1, tzinfo=UTC)
+        return base + timedelta(days=day - 1)
+
+
 def local_time(bcd: bytes, offset: timedelta, *, day_first: bool = False) -> datetime:
     """A 6-byte BCD time (`YYMMDDhhmmss`, or `DDMMYYhhmmss` with day_first) in a clock
     `offset` from UTC, as an aware UTC datetime. Out-of-range fields carry over (a unit without
     a fix sends month 00)."""
-    digits = bcd.hex()
-    if len(digits) != 12 or not digits.isdigit():
-        raise BadField(f"time: {digits.upper()} is not 6 BCD bytes")
-    value = int(digits)
-    if day_first:
-        day, month, year = value // 10**10, value // 10**8 % 100, value // 10**6 % 100
-    else:
-        year, month, day = value // 10**10, value // 10**8 % 100, value // 10**6 % 100
-    hour, minute, second = value // 10**4 % 100, value // 100 % 100, value % 100
-    try:
-        moment = datetime(2000 + year, month, day, hour, minute, second, tzinfo=UTC)
-    except ValueError:
-        base = datetime(2000 + year + (month - 1) // 12, (month - 1) % 12 + 1, 1, tzinfo=UTC)
-        moment = base + timedelta(days=day - 1, hours=hour, minutes=minute, seconds=second)
-    return moment - offset if offset else moment
+    if len(bcd) != 6:
+        raise BadField(f"time: {len(bcd)} bytes, 6 BCD bytes needed")
+    key = (bcd[:3], offset)
+    midnight = _DAYS.get(key) if not day_first else None
+    hour, minute, second = _BCD[bcd[3]], _BCD[bcd[4]], _BCD[bcd[5]]
+    if midnight is None:
+        first, month, third = _BCD[bcd[0]], _BCD[bcd[1]], _BCD[bcd[2]]
+        if min(first, month, third) < 0:
+            raise BadField(f"time: {bcd.hex().upper()} is not BCD")
+        year, day = (third, first) if day_first else (first, third)
+        midnight = _midnight(year, month, day) - offset
+        if not day_first:
+            if len(_DAYS) >= 1024:
+                _DAYS.clear()
+            _DAYS[key] = midnight
+    if min(hour, minute, second) < 0:
+        raise BadField(f"time: {bcd.hex().upper()} is not BCD")
+    return midnight + timedelta(seconds=hour * 3600 + minute * 60 + second)
 
 
 def alarm_flags(flags: int, family: str, into: Reading) -> None:
@@ -97,14 +116,24 @@ def alarm_flags(flags: int, family: str, into: Reading) -> None:
             into.alarm(kind, code)
 
 
+#: (status word, family) -> the attributes it gives; units repeat a few states. Bounded.
+_STATUS: dict[tuple[int, str], dict[str, AttrValue]] = {}
+
+
 def status_attributes(status: int, family: str, attrs: dict[str, AttrValue]) -> None:
-    attrs["ignition"] = bool(status & 1)
-    attrs["blocked"] = bool(status & 0x400)
-    attrs["charge"] = bool(status & 0x4000000)
-    if family == "micodus":
-        attrs["door"] = bool(status & 0x10000)
-    elif family == "g1c":
-        attrs["motion"] = bool(status & 0x10)
+    key = (status, family)
+    known = _STATUS.get(key)
+    if known is None:
+        known = {"ignition": bool(status & 1), "blocked": bool(status & 0x400),
+                 "charge": bool(status & 0x4000000)}
+        if family == "micodus":
+            known["door"] = bool(status & 0x10000)
+        elif family == "g1c":
+            known["motion"] = bool(status & 0x10)
+        if len(_STATUS) >= 4096:
+            _STATUS.clear()
+        _STATUS[key] = known
+    attrs.update(known)
 
 
 def coordinates(status: int, lat_raw: int, lon_raw: int) -> tuple[float, float]:
@@ -174,9 +203,8 @@ def decode_location(body: bytes, device_id: str, family: str, offset: timedelta,
     fix_time = local_time(time, offset)
     lat, lon = coordinates(status, lat_raw, lon_raw)
     reading = Reading(family)
-    attrs: dict[str, AttrValue] = {}
+    attrs = reading.attrs
     status_attributes(status, family, attrs)
-    reading.attrs = attrs
     if flags:
         alarm_flags(flags, family, reading)
     if len(body) > BASIC_SIZE:

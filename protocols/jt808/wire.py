@@ -62,18 +62,14 @@ def _bad_escape(data: bytes) -> int:
 
 
 def xor(data: bytes) -> int:
-    """The XOR of all bytes, folding the number in halves: a few big-integer operations
-    instead of a Python loop per byte."""
-    n = len(data)
-    if n == 0:
-        return 0
+    """The XOR of all bytes: the bytes as one number, folded onto itself in halves (bits above
+    the current half are left as they are: only the lowest byte is kept in the end)."""
     value = int.from_bytes(data, "little")
-    while n > 1:
-        half = (n + 1) >> 1
-        bits = half << 3
-        value = (value & ((1 << bits) - 1)) ^ (value >> bits)
-        n = half
-    return value
+    shift = 1 << ((len(data) * 8 - 1).bit_length() - 1)
+    while shift >= 8:
+        value ^= value >> shift
+        shift >>= 1
+    return value & 0xFF
 
 
 class Header:

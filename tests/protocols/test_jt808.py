@@ -842,3 +842,20 @@ def test_mutated_frames_never_raise_nor_overflow(data: st.DataObject) -> None:
             for event in decoded.events:
                 if isinstance(event, Rejected):
                     assert "internal decoder error" not in event.reason
+
+
+@settings(max_examples=300, deadline=None)
+@given(device=_devices, fix=_fix_strategy, data=st.data())
+def test_location_hot_path_agrees_with_the_general_path(device: Jt808Device, fix: Fix,
+                                                        data: st.DataObject) -> None:
+    """Locations of the connection's terminal take a shortcut; it must give what the general
+    decoder gives, for good frames and damaged ones alike."""
+    fast, general = session(), session()
+    login = device.heartbeat()
+    fast.decode(login)
+    general._decode(login)
+    frame = bytearray(device.position(fix) if data.draw(st.booleans()) else device.sos(fix))
+    for _ in range(data.draw(st.integers(0, 3))):
+        at = data.draw(st.integers(1, len(frame) - 2))
+        frame[at] = data.draw(st.sampled_from([0x00, 0x7D, 0x7E, 0x01, 0x02, 0xFF, 0x40]))
+    assert fast.decode(bytes(frame)) == general._decode(bytes(frame))
