@@ -578,7 +578,13 @@ def _aovx_tags(value: bytes, r: Reading) -> None:
 
 
 def _wifi(value: bytes, r: Reading) -> None:
+    """0xEC / 0xF4: access points of MAC (6) and signal (1): counted, not kept."""
     r.attrs["wifi_count"] = len(value) // 7
+
+
+def _cells(value: bytes, r: Reading) -> None:
+    """0xF0: cell towers of MCC (2), MNC (2), cell id (4), area code (4), signal: counted."""
+    r.attrs["cell_count"] = len(value) // 13
 
 
 def _illuminance(value: bytes, r: Reading) -> None:
@@ -748,6 +754,7 @@ ITEMS: dict[int, Handler] = {
     0xF4: _wifi,
     0xED: _card,
     0xEE: _signal_block,
+    0xF0: _cells,
     0xF1: _power_millivolts32,
     0xF2: _firmware,
     0xF3: _tags_or_obd,
