@@ -63,6 +63,8 @@ _RESULTS = {0: "success", 1: "failure", 2: "message error", 3: "not supported"}
 #: Messages that answer the server's requests: never acknowledged.
 _UNANSWERED = frozenset((0x0001, 0x0104, 0x0201, 0x0701, 0x0702, 0x1300, 0x2070))
 _HANDSHAKES = frozenset((0x0003, 0x0506, 0x1007, 0x8888))
+#: Delimiters, 2013 header (12), basic block (28) and check code: the hot path's minimum.
+_SHORTEST_LOCATION = 2 + 12 + 28 + 1
 
 
 class _Frame:
@@ -128,7 +130,8 @@ class Jt808Session:
         such a frame (or one to refuse), for `_decode` to handle. Same result as `_decode`."""
         raw = frame
         n = len(frame)
-        if frame[0] != 0x7E or frame[n - 1] != 0x7E or frame.find(b"\x7e", 1, n - 1) >= 0:
+        if n < _SHORTEST_LOCATION or frame[0] != 0x7E or frame[n - 1] != 0x7E \
+                or frame.find(b"\x7e", 1, n - 1) >= 0:
             return None
         if b"\x7d" in frame:
             try:
@@ -136,6 +139,8 @@ class Jt808Session:
             except BadField:
                 return None
             n = len(frame)
+            if n < _SHORTEST_LOCATION:
+                return None
         attributes = (frame[3] << 8) | frame[4]
         layout = attributes & 0xFC00
         if layout == 0 and self._version is None:

@@ -859,3 +859,17 @@ def test_location_hot_path_agrees_with_the_general_path(device: Jt808Device, fix
         at = data.draw(st.integers(1, len(frame) - 2))
         frame[at] = data.draw(st.sampled_from([0x00, 0x7D, 0x7E, 0x01, 0x02, 0xFF, 0x40]))
     assert fast.decode(bytes(frame)) == general._decode(bytes(frame))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=80), st.sampled_from([b"", b"\x40\x00\x01"]))
+def test_random_location_frames_never_fail_inside(blob: bytes, layout: bytes) -> None:
+    """Frames that look like locations of an identified terminal, whatever follows."""
+    conn = session()
+    conn.decode(Jt808Device(IMEI, version=2013).heartbeat())
+    for frame in (b"\x7e\x02\x00" + blob + b"\x7e", b"\x7e\x02\x00" + layout + blob + b"\x7e",
+                  b"\x7e\x02\x00\x7e"):
+        decoded = conn.decode(frame)
+        for event in decoded.events:
+            if isinstance(event, Rejected):
+                assert "internal decoder error" not in event.reason
