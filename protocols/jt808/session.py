@@ -31,6 +31,7 @@ answer does not come, so nothing acknowledged is ever lost. At most `MAX_PACKETS
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -222,6 +223,12 @@ class Jt808Session:
             return handler(self, frame)
         except BadField as exc:
             return self._refuse(frame, exc.reason, RESULT_MESSAGE_ERROR)
+        except (struct.error, IndexError):
+            return self._refuse(frame, f"message {msg_id:#06x}: the body ({len(frame.header.body)}"
+                                       " bytes) ends inside a field", RESULT_MESSAGE_ERROR)
+        except (ValueError, UnicodeDecodeError):
+            return self._refuse(frame, f"message {msg_id:#06x}: a field holds no valid value",
+                                RESULT_MESSAGE_ERROR)
 
     # Replies -------------------------------------------------------------------------------
 

@@ -873,3 +873,14 @@ def test_random_location_frames_never_fail_inside(blob: bytes, layout: bytes) ->
         for event in decoded.events:
             if isinstance(event, Rejected):
                 assert "internal decoder error" not in event.reason
+
+
+def test_bodies_cut_inside_a_field_are_refused_with_the_message_named() -> None:
+    phone = bytes.fromhex("4e5de66fba22")
+    # Vehicle data (0x0900/F0, OBD subtype) that stops in the middle of its items.
+    body = bytes.fromhex("f02204280610090002010d052b0150052c04")
+    decoded = session().decode(build(0x0900, phone, 0xC4, body))
+    assert decoded.rejected is not None
+    assert decoded.rejected.reason == "message 0x0900: the body (18 bytes) ends inside a field"
+    assert parse(decoded.replies[0].data).body == bytes.fromhex("00c4090002")
+    assert decoded.replies[0].after_store is False
