@@ -20,24 +20,30 @@ _DELIMITER = 0x7E
 class Jt808Framer(BoundedFramer):
     """Cuts a JT/T 808 stream into wire frames (see the module docstring)."""
 
-    __slots__ = ("_resume",)
+    __slots__ = ("_delimiter", "_resume")
 
     def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
         super().__init__(max_frame_bytes)
         #: How far the unfinished frame kept at the start of the buffer was already searched.
         self._resume = 0
+        #: Within one feed: the first 0x7E at or after the last start searched (-1: none left),
+        #: so that a run of text frames does not search the rest of the buffer for each.
+        self._delimiter: int | None = None
 
     def feed(self, data: bytes) -> list[FramerOutput]:
         """Add bytes; return the frames now complete, and what was discarded on the way."""
+        self._delimiter = None
         out = super().feed(data)
         # Whatever is kept is an unfinished frame whose whole length was searched for its end.
         self._resume = len(self._buf)
         return out
 
     def _find_start(self, buf: bytes, pos: int) -> int:
-        frame = buf.find(b"\x7e", pos)
-        text = buf.find(b"(", pos, frame if frame >= 0 else len(buf))
-        return text if text >= 0 else frame
+        delimiter = self._delimiter
+        if delimiter is None or 0 <= delimiter < pos:
+            delimiter = self._delimiter = buf.find(b"\x7e", pos)
+        text = buf.find(b"(", pos, delimiter if delimiter >= 0 else len(buf))
+        return text if text >= 0 else delimiter
 
     def _find_end(self, buf: bytes, start: int) -> int:
         search = start + 1
@@ -53,11 +59,13 @@ class Jt808Framer(BoundedFramer):
             return start + 1 if end == start + 1 else end + 1
         # A text result ends at `)`; a 0x7E before it means the text lost its end: cut there so
         # that the binary frame is not swallowed (the decoder rejects the piece with a reason).
-        close = buf.find(b")", search)
-        frame = buf.find(b"\x7e", search, close if close >= 0 else len(buf))
-        if frame >= 0:
-            return frame
-        return close + 1 if close >= 0 else -1
+        frame = self._delimiter  # _find_start's search, from a position before this start
+        if frame is None or 0 <= frame < search:
+            frame = self._delimiter = buf.find(b"\x7e", search)
+        close = buf.find(b")", search, frame if frame >= 0 else len(buf))
+        if close >= 0:
+            return close + 1
+        return frame
 
     def _frame(self, buf: bytes, start: int, end: int) -> bytes:
         return buf[start:end] if end - start > 1 else b""

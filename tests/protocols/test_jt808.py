@@ -884,3 +884,23 @@ def test_bodies_cut_inside_a_field_are_refused_with_the_message_named() -> None:
     assert decoded.rejected.reason == "message 0x0900: the body (18 bytes) ends inside a field"
     assert parse(decoded.replies[0].data).body == bytes.fromhex("00c4090002")
     assert decoded.replies[0].after_store is False
+
+
+_tokens = st.sampled_from([b"\x7e", b"(", b")", b"\x7d", b"\x01", b"\x02", b"ab", b"\x7e\x7e",
+                           SOS_FRAME, b"(12,OK)"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(parts=st.lists(_tokens, max_size=60), data=st.data())
+def test_any_chunking_of_any_stream_gives_the_same_frames(parts: list[bytes],
+                                                          data: st.DataObject) -> None:
+    stream = b"".join(parts)
+    expected = frames_of(stream)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=20)))
+    framer = Jt808Framer()
+    got: list[bytes] = []
+    previous = 0
+    for cut in [*cuts, len(stream)]:
+        got += frames_of(stream[previous:cut], framer)
+        previous = cut
+    assert got == expected
