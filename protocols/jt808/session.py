@@ -126,9 +126,9 @@ class Jt808Session:
                                    "please report the frame)", self.device_id)
 
     def _fast_location(self, frame: bytes) -> Decoded | None:
-        """The commonest frame, a 0x0200 location of the connection's terminal without
-        stuffing, packets or encryption, decoded without the general machinery. None: not
-        such a frame (or one to refuse), for `_decode` to handle. Same result as `_decode`."""
+        """The commonest frame, a 0x0200 location of the connection's terminal (not in
+        packets, not encrypted), decoded without the general machinery. None: not such a frame
+        (or one to refuse), for `_decode` to handle. Gives what `_decode` gives (tested)."""
         raw = frame
         n = len(frame)
         if n < _SHORTEST_LOCATION or frame[0] != 0x7E or frame[n - 1] != 0x7E \
