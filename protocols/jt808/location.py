@@ -58,9 +58,9 @@ _VL300_IGNORED = (1 << 29) | (1 << 30)
 #: Byte -> its two BCD digits as a number, -1 when a nibble is above 9.
 _BCD = tuple((b >> 4) * 10 + (b & 15) if b >> 4 <= 9 and b & 15 <= 9 else -1
              for b in range(256))
-#: (date bytes, offset) -> midnight of that local date in UTC. Consecutive reports share their
-#: date; the cache is cleared when full.
-_DAYS: dict[tuple[bytes, timedelta], datetime] = {}
+#: Offset -> {date bytes -> UNIX time of that local midnight}. Consecutive reports share their
+#: date; each inner cache is cleared when full.
+_DAYS: dict[timedelta, dict[bytes, float]] = {}
 
 
 def _midnight(year: int, month: int, day: int) -> datetime:
@@ -77,22 +77,25 @@ def local_time(bcd: bytes, offset: timedelta, *, day_first: bool = False) -> dat
     a fix sends month 00)."""
     if len(bcd) != 6:
         raise BadField(f"time: {len(bcd)} bytes, 6 BCD bytes needed")
-    key = (bcd[:3], offset)
-    midnight = _DAYS.get(key) if not day_first else None
+    days = _DAYS.get(offset)
+    if days is None:
+        days = _DAYS.setdefault(offset, {})
+    date = bcd[:3]
+    midnight = None if day_first else days.get(date)
     hour, minute, second = _BCD[bcd[3]], _BCD[bcd[4]], _BCD[bcd[5]]
     if midnight is None:
         first, month, third = _BCD[bcd[0]], _BCD[bcd[1]], _BCD[bcd[2]]
         if min(first, month, third) < 0:
             raise BadField(f"time: {bcd.hex().upper()} is not BCD")
         year, day = (third, first) if day_first else (first, third)
-        midnight = _midnight(year, month, day) - offset
+        midnight = (_midnight(year, month, day) - offset).timestamp()
         if not day_first:
-            if len(_DAYS) >= 1024:
-                _DAYS.clear()
-            _DAYS[key] = midnight
+            if len(days) >= 1024:
+                days.clear()
+            days[date] = midnight
     if min(hour, minute, second) < 0:
         raise BadField(f"time: {bcd.hex().upper()} is not BCD")
-    return midnight + timedelta(seconds=hour * 3600 + minute * 60 + second)
+    return datetime.fromtimestamp(midnight + (hour * 3600 + minute * 60 + second), UTC)
 
 
 def alarm_flags(flags: int, family: str, into: Reading) -> None:
@@ -201,10 +204,21 @@ def decode_location(body: bytes, device_id: str, family: str, offset: timedelta,
         raise BadField(f"location: {len(body)} bytes, the basic block needs {BASIC_SIZE}")
     flags, status, lat_raw, lon_raw, altitude, speed, course, time = _BASIC.unpack_from(body)
     fix_time = local_time(time, offset)
-    lat, lon = coordinates(status, lat_raw, lon_raw)
+    lat = lat_raw / 1e6
+    lon = lon_raw / 1e6
+    if lat > 90.0 or lon > 180.0:
+        coordinates(status, lat_raw, lon_raw)  # raises, naming the coordinate
+    if status & 4:
+        lat = -lat
+    if status & 8:
+        lon = -lon
     reading = Reading(family)
     attrs = reading.attrs
-    status_attributes(status, family, attrs)
+    known = _STATUS.get((status, family))
+    if known is None:
+        status_attributes(status, family, attrs)
+    else:
+        attrs.update(known)
     if flags:
         alarm_flags(flags, family, reading)
     if len(body) > BASIC_SIZE:
