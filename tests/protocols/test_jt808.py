@@ -904,3 +904,19 @@ def test_any_chunking_of_any_stream_gives_the_same_frames(parts: list[bytes],
         got += frames_of(stream[previous:cut], framer)
         previous = cut
     assert got == expected
+
+
+def test_times_without_a_date_carry_over_and_non_bcd_times_are_refused() -> None:
+    device = Jt808Device("000000000000000", version=2013, phone="013912345678")
+    body = bytearray(device.location_body(FIX))
+    body[22:28] = bytes(6)  # 000000000000: a unit without a fix yet
+    decoded = session().decode(build(0x0200, device.phone, 1, bytes(body)))
+    position = one(decoded, Position)
+    assert isinstance(position, Position)
+    # Month 00 of 2000 is December 1999, day 00 the last day of November; Beijing time.
+    assert position.fix_time == datetime(1999, 11, 29, 16, 0, 0, tzinfo=UTC)
+    body[22:28] = bytes.fromhex("2605011820ff")
+    refused = session().decode(build(0x0200, device.phone, 2, bytes(body)))
+    assert refused.rejected is not None
+    assert refused.rejected.reason == "time: 2605011820FF is not BCD"
+    assert parse(refused.replies[0].data).body[-1] == 2
