@@ -6,11 +6,13 @@ The gateway stores a device under at most 15 characters. The rules, from the pho
   (`013912345678`).
 * 10 bytes of BCD digits (2019): the 20 digits without leading zeros, but never fewer than 12
   digits, so that a terminal keeps its id when it moves between the two layouts
-  (`00000000013912345678` -> `013912345678`; a padded IMEI `00000866496077582164` ->
-  `866496077582164`). More than 15 significant digits cannot be stored: the frame is refused.
+  (`00000000013912345678` -> `013912345678`). A zero-padded IMEI (14 or 15 significant
+  digits, the last 15 with a valid Luhn digit) is the IMEI, its own leading zero kept
+  (`00000866496077582164` -> `866496077582164`). More than 15 significant digits cannot be
+  stored: the frame is refused.
 * 6 bytes that are not BCD (nibbles A-F, Jimi JC-series units): the 6 bytes are the first 14
   digits of the IMEI as a 48-bit number; the id is those 14 digits (zero-padded) plus their
-  Luhn check digit, i.e. the IMEI (`4F07788EF87D` -> `868935060010214`). A number of 15 digits
+  Luhn check digit, i.e. the IMEI (`4F07788EF87D` -> `868935060010210`). A number of 15 digits
   or more is no IMEI: refused.
 * 10 bytes that are not BCD: refused.
 
@@ -20,7 +22,7 @@ this process (with one open, commands reuse the exact phone bytes and layout it 
 
 from __future__ import annotations
 
-from protocols.imei import luhn_digit
+from protocols.imei import is_valid_imei, luhn_digit
 
 #: Longest device id the gateway stores.
 MAX_DEVICE_ID = 15
@@ -44,6 +46,11 @@ def device_id_for_phone(phone: bytes) -> str:
         significant = text.lstrip("0")
         if len(significant) <= _MIN_DIGITS:
             return text[-_MIN_DIGITS:]
+        imei = text[-MAX_DEVICE_ID:]
+        if len(significant) >= 14 and is_valid_imei(imei):
+            # A zero-padded IMEI, its own leading zero kept (reporting body 01; no IMEI
+            # starts with 00).
+            return imei
         if len(significant) <= MAX_DEVICE_ID:
             return significant
         raise BadField(f"terminal phone {text}: {len(significant)} significant digits, the "
@@ -71,9 +78,10 @@ def auth_code_for_phone(phone: bytes) -> bytes:
 def phone_for_id(device_id: str) -> tuple[bytes, int | None]:
     """(phone bytes, 2019 version byte or None) to address a device by its id.
 
-    Up to 12 digits: a 6-byte BCD phone (2013), zero-padded. 15 digits: the IMEI packed into
-    6 bytes without its check digit (2013, as Jimi units and the reference server do). 13 or
-    14 digits: a 10-byte BCD phone (2019, version 1). Raises ValueError otherwise.
+    Up to 12 digits: a 6-byte BCD phone (2013), zero-padded. 15 digits: the first 14 packed
+    into 6 bytes (2013, as Jimi units and the reference server do; a 2019 unit with a 15-digit
+    phone is reached through its open connection instead). 13 or 14 digits: a 10-byte BCD
+    phone (2019, version 1). Raises ValueError otherwise.
     """
     if not (device_id.isascii() and device_id.isdigit()) or not 1 <= len(device_id) <= 15:
         raise ValueError(f"jt808 device id must be 1 to 15 digits, got {device_id!r}")

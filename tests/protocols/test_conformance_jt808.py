@@ -34,7 +34,7 @@ from protocols import (
     Position,
     get_codec,
 )
-from protocols.imei import complete_imei
+from protocols.imei import complete_imei, is_valid_imei
 from protocols.jt808 import (
     Jt808Options,
     build_command,
@@ -193,7 +193,10 @@ def _expected_device_id(terminal: str) -> str:
         if len(terminal) == 12:
             return terminal
         significant = terminal.lstrip("0")
-        return significant if len(significant) > 12 else terminal[-12:]
+        if len(significant) <= 12:
+            return terminal[-12:]
+        padded_imei = len(significant) >= 14 and is_valid_imei(terminal[-15:])
+        return terminal[-15:] if padded_imei else significant
     return complete_imei(f"{int(terminal, 16):014d}")
 
 

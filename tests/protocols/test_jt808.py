@@ -164,6 +164,9 @@ def test_every_byte_value_crosses_the_wire() -> None:
         ("00000000013912345678", "013912345678"),  # 2019: the same unit keeps its id
         ("00000866496077582164", "866496077582164"),  # 2019: a padded IMEI is the IMEI
         ("00000123456789012345", "123456789012345"),
+        ("00000012345678901237", "012345678901237"),  # an IMEI keeps its leading zero
+        ("00000012345678901234", "12345678901234"),  # no IMEI (bad Luhn digit): significant
+
         ("00000001234567890123", "1234567890123"),
         ("4f07788ef87d", "868935060010210"),  # Jimi: IMEI packed in 48 bits
         ("0000000000ab", "000000000001719"),  # small packed numbers are zero-padded
@@ -199,19 +202,33 @@ def test_auth_code_is_the_terminal_id_in_ascii() -> None:
     assert auth_code_for_phone(bytes.fromhex("4f07788ef87d")) == b"868935060010210"
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.one_of(st.from_regex(r"[0-9]{12}", fullmatch=True),
-                 st.from_regex(r"[1-9][0-9]{12,13}", fullmatch=True),
-                 st.integers(10**13, 10**14 - 1).map(lambda n: complete_imei(str(n)))))
-def test_phone_for_id_is_the_inverse(device_id: str) -> None:
-    phone, version = phone_for_id(device_id)
-    assert len(phone) == (10 if version is not None else 6)
-    if len(device_id) == 15 and phone.hex().isdigit():
+_phones = st.one_of(
+    st.from_regex(r"[0-9]{12}", fullmatch=True).map(bytes.fromhex),
+    st.from_regex(r"[1-9][0-9]{0,14}", fullmatch=True).map(lambda d: bytes.fromhex(d.zfill(20))),
+    st.integers(0, 10**14 - 1).map(lambda n: n.to_bytes(6, "big")),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_phones)
+def test_phone_for_id_addresses_the_same_device(phone: bytes) -> None:
+    """Commands without an open connection reach a phone that gives the same device id."""
+    try:
+        device_id = device_id_for_phone(phone)
+    except BadField:
+        return
+    again, version = phone_for_id(device_id)
+    assert len(again) == (10 if version is not None else 6)
+    if len(device_id) == 15 and len(phone) == 10:
+        # 15 digits are packed as the reference does: a 2019 unit with a 15-digit phone is
+        # addressed through its open connection (test_commands_follow_the_layout_...).
+        assert version is None and again == int(device_id[:14]).to_bytes(6, "big")
+    elif len(device_id) == 15 and again.hex().isdigit():
         # A packed IMEI whose 12 hex digits happen to be decimal reads as a BCD phone
-        # (documented: the unit then has that 12-digit id).
-        assert device_id_for_phone(phone) == phone.hex()
+        # (documented: such a unit has that 12-digit id).
+        assert device_id_for_phone(again) == again.hex()
     else:
-        assert device_id_for_phone(phone) == device_id
+        assert device_id_for_phone(again) == device_id
 
 
 @pytest.mark.parametrize("bad", ["", "12ab", "1234567890123456", "١٢٣"])
