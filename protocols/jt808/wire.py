@@ -178,7 +178,8 @@ def build(msg_id: int, phone: bytes, serial: int, body: bytes, *, version: int |
 
 class ReplyPrefix:
     """The constant part of the server's replies to one terminal (message id, attributes,
-    version, phone, serial 0000) and its XOR, so that a reply costs a few byte operations."""
+    version, phone, serial 0000), already stuffed, and its XOR, so that a reply costs a few
+    byte operations."""
 
     __slots__ = ("_general", "_general_xor")
 
@@ -189,11 +190,12 @@ class ReplyPrefix:
             head.append(version & 0xFF)
         head += phone
         head += b"\x00\x00"
-        self._general = bytes(head)
-        self._general_xor = xor(self._general)
+        self._general = b"\x7e" + escape(bytes(head))
+        self._general_xor = xor(bytes(head))
 
     def general(self, serial: int, msg_id: int, result: int) -> bytes:
         """0x8001: the answered serial and message id, and the result (0 = success)."""
-        body = bytes(((serial >> 8) & 0xFF, serial & 0xFF, msg_id >> 8, msg_id & 0xFF, result))
-        check = self._general_xor ^ body[0] ^ body[1] ^ body[2] ^ body[3] ^ result
-        return b"\x7e" + escape(self._general + body + bytes((check,))) + b"\x7e"
+        high, low = (serial >> 8) & 0xFF, serial & 0xFF
+        check = self._general_xor ^ high ^ low ^ (msg_id >> 8) ^ (msg_id & 0xFF) ^ result
+        tail = bytes((high, low, msg_id >> 8, msg_id & 0xFF, result, check))
+        return self._general + escape(tail) + b"\x7e"
