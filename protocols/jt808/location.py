@@ -197,6 +197,25 @@ def read_items(body: bytes, pos: int, reading: Reading, notes: list[str]) -> Non
                 notes.append("bad_item")
 
 
+#: Some units follow the basic block with 18 bytes that are no items: battery and mileage (4,
+#: skipped), odometer (4, km), battery (2, 0.1 V), area id (4), signal (1), reserved (3).
+_FIXED_EXTENSION = 18
+
+
+def _items_fit(body: bytes) -> bool:
+    """Whether the item lengths after the basic block end exactly at the end of the body."""
+    pos, n = BASIC_SIZE, len(body)
+    while pos + 2 <= n:
+        pos += 2 + body[pos + 1]
+    return pos == n
+
+
+def _fixed_extension(body: bytes, attrs: dict[str, AttrValue]) -> None:
+    attrs["odometer"] = u32(body, BASIC_SIZE + 4) * 1000
+    attrs["battery"] = u16(body, BASIC_SIZE + 8) / 10.0
+    attrs["rssi"] = body[BASIC_SIZE + 14]
+
+
 def decode_location(body: bytes, device_id: str, family: str, offset: timedelta,
                     notes: list[str], *, buffered: bool = False) -> tuple[Position, list[Alarm]]:
     """A 0x0200 body to its Position and one Alarm per alarm it raises."""
@@ -221,7 +240,9 @@ def decode_location(body: bytes, device_id: str, family: str, offset: timedelta,
         attrs.update(known)
     if flags:
         alarm_flags(flags, family, reading)
-    if len(body) > BASIC_SIZE:
+    if len(body) == BASIC_SIZE + _FIXED_EXTENSION and not _items_fit(body):
+        _fixed_extension(body, attrs)
+    elif len(body) > BASIC_SIZE:
         read_items(body, BASIC_SIZE, reading, notes)
     if buffered:
         attrs["buffered"] = True

@@ -937,3 +937,20 @@ def test_times_without_a_date_carry_over_and_non_bcd_times_are_refused() -> None
     assert refused.rejected is not None
     assert refused.rejected.reason == "time: 2605011820FF is not BCD"
     assert parse(refused.replies[0].data).body[-1] == 2
+
+
+def test_eighteen_bytes_that_are_no_items_are_the_fixed_extension() -> None:
+    device = Jt808Device("000000000000000", version=2013, phone="013912345678")
+    basic = device.location_body(Fix(fix_time=FIX.fix_time, lat=1.0, lon=2.0))[:28]
+    fixed = bytes.fromhex("5a000100" "000004d2" "0029" "00000001" "17" "000000")
+    decoded = session().decode(build(0x0200, device.phone, 1, basic + fixed))
+    position = one(decoded, Position)
+    assert isinstance(position, Position)
+    assert (position.attributes["odometer"], position.attributes["battery"],
+            position.attributes["rssi"]) == (1_234_000, 4.1, 23)
+    assert decoded.notes == ()
+    # 18 bytes that are items stay items.
+    items = bytes.fromhex("010400000064" "250400000000" "300114" "310106")
+    position = one(session().decode(build(0x0200, device.phone, 2, basic + items)), Position)
+    assert isinstance(position, Position)
+    assert position.attributes["odometer"] == 10_000 and position.satellites == 6
