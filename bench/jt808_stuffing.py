@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from protocols.codec import utc_now
 from protocols.jt808 import Jt808Framer, Jt808Options, Jt808Session, unescape
 from protocols.jt808.wire import build
 
@@ -39,7 +40,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    session = Jt808Session(Jt808Options(), lambda: None)  # type: ignore[arg-type,return-value]
+    session = Jt808Session(Jt808Options(), utc_now)
     print(f"{'body bytes':>10} {'stuffed':>8} {'wire bytes':>10} {'unescape ns/B':>14} "
           f"{'decode ns/B':>12}")
     for size in (64, 128, 256, 512, 1023):
