@@ -411,5 +411,4 @@ __all__ = [
     "local_time",
     "read_items",
     "status_attributes",
-    "u32",
 ]
