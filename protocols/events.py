@@ -43,7 +43,7 @@ class AlarmType(enum.Enum):
     MOVEMENT = "movement"
     VIBRATION = "vibration"
     ACCIDENT = "accident"
-    #: A wearer fell (fall detection of watches and personal trackers).
+    #: A wearer fell (fall detection of watches and personal trackers; gt06 alarm 0x23).
     FALL_DOWN = "fall_down"
     DOOR = "door"
     BONNET = "bonnet"

@@ -13,7 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from protocols import Alarm, AlarmType, Codec, Decoded, DeviceEncoder, Fix
+from protocols import Alarm, AlarmType, Codec, Decoded, DeviceEncoder, Fix, ProtocolSession
+
+#: The IMEI of the throw-away device whose login primes a checking session.
+_PROBE_IMEI = "359900000000004"
 
 
 class UnsupportedAlarm(ValueError):
@@ -75,14 +78,23 @@ def alarm_builder(codec: Codec, encoder: DeviceEncoder,
     return build
 
 
+def identified_session(codec: Codec, options: object = None,
+                       imei: str = _PROBE_IMEI) -> ProtocolSession:
+    """A session of `codec` that has seen a device's login: in protocols whose later frames
+    carry no identity (gt06), a frame decodes to events only after one."""
+    session = codec.new_session(options)
+    session.decode(codec.device(imei).login())
+    return session
+
+
 def check_alarm_frame(codec: Codec, frame: bytes, alarm: AlarmType,
                       decoded: Decoded | None = None) -> None:
     """Raise UnsupportedAlarm unless the protocol decodes `frame` as `alarm`. `decoded`: the
-    frame as the connection's session read it (protocols such as eelink name the device only
-    in their login, so a new session reads nothing from a later frame)."""
+    frame as the connection's session read it; by default a session that has seen a login
+    reads it (gt06 and eelink name the device only in their login)."""
 
     if decoded is None:
-        decoded = codec.decode(frame)
+        decoded = identified_session(codec).decode(frame)
     if not any(isinstance(e, Alarm) and e.alarm is alarm for e in decoded.events):
         raise UnsupportedAlarm(f"{codec.name}: the frame built for {alarm.value} does not decode "
                                f"as that alarm: {frame[:60]!r}")
@@ -90,15 +102,12 @@ def check_alarm_frame(codec: Codec, frame: bytes, alarm: AlarmType,
 
 def supported_alarms(codec: Codec) -> list[AlarmType]:
     """The alarms a simulated device of this protocol can raise."""
-    encoder = codec.device("359900000000004")
+    encoder = codec.device(_PROBE_IMEI)
     fix = Fix(fix_time=datetime(2025, 1, 1, tzinfo=UTC), lat=1.0, lon=2.0)
-    session = codec.new_session()
-    session.decode(encoder.login())  # the frames that follow belong to a logged-in device
     out = []
     for alarm in AlarmType:
         try:
-            frame = alarm_builder(codec, encoder, alarm)(fix)
-            check_alarm_frame(codec, frame, alarm, session.decode(frame))
+            check_alarm_frame(codec, alarm_builder(codec, encoder, alarm)(fix), alarm)
         except UnsupportedAlarm:
             continue
         out.append(alarm)

@@ -75,7 +75,9 @@ def _route(path: str | None) -> Route:
     return load_route(path)
 
 
-def _show(data: bytes) -> str:
+def _show(data: bytes, binary: bool = False) -> str:
+    if binary:  # binary protocols (gt06) read best as hex
+        return data.hex(" ")
     text = data.decode("latin-1")
     return "".join(c if " " <= c <= "~" else repr(c)[1:-1] for c in text)
 
@@ -83,19 +85,21 @@ def _show(data: bytes) -> str:
 class Printer:
     """Prints what a device does: each frame sent (->), each reply received (<-), events."""
 
-    def __init__(self, out: Any = None) -> None:
+    def __init__(self, out: Any = None, *, binary: bool = False) -> None:
         self.out = out or sys.stdout
+        self.binary = binary
 
     def __call__(self, event: str, detail: str, data: bytes | None) -> None:
         stamp = datetime.now(UTC).strftime("%H:%M:%S.%f")[:-3]
+        shown = _show(data or b"", self.binary)
         if event in ("send", "resend"):
-            line = f"{stamp} -> {_show(data or b'')}   [{detail}]"
+            line = f"{stamp} -> {shown}   [{detail}]"
         elif event == "recv":
-            line = f"{stamp} <- {_show(data or b'')}   [{detail}]"
+            line = f"{stamp} <- {shown}   [{detail}]"
         elif event == "command":
-            line = f"{stamp} <- {_show(data or b'')}   [command: {detail}]"
+            line = f"{stamp} <- {shown}   [command: {detail}]"
         else:
-            line = f"{stamp} .. {event}: {detail}" + (f" {_show(data)}" if data else "")
+            line = f"{stamp} .. {event}: {detail}" + (f" {shown}" if data else "")
         print(line, file=self.out, flush=True)
 
 
@@ -120,7 +124,7 @@ async def cmd_device(args: argparse.Namespace) -> int:
     protocol = args.protocol
     imei = args.imei or random_imei()
     port = args.port or get_codec(protocol).default_port
-    printer = Printer()
+    printer = Printer(binary=get_codec(protocol).binary)
     source: FixSource
     nmea = None
     if args.nmea_in:
@@ -296,7 +300,8 @@ async def cmd_serial(args: argparse.Namespace) -> int:
     if args.forward:
         host, _, port = args.forward.rpartition(":")
         device = SimDevice(args.protocol, args.imei or random_imei(), source=live,
-                           config=_device_config(args), trace=Printer())
+                           config=_device_config(args),
+                           trace=Printer(binary=get_codec(args.protocol).binary))
         link = TcpLink(device, host or "127.0.0.1", int(port), scheduler)
         link.start()
     print(f"reading NMEA from {args.port} at {args.baud} baud"
