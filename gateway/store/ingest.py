@@ -106,8 +106,10 @@ Row = tuple[Any, ...]
 class _DeviceBatch:
     """Everything a batch holds for one device, merged.
 
-    `fixes` maps fix_time to (position, received_at as the driver takes it, alarm or None);
-    `frames` holds (received_at, raw, remote_addr, result) per frame, in arrival order.
+    `fixes` maps fix_time to (position, fix_time and received_at as the driver takes them, alarm
+    or None); `frames` holds (received_at, raw, remote_addr, result) per frame, in arrival
+    order. Every datetime is converted for the driver once (`*_value`): on SQLite that is text
+    formatting, and a batch would otherwise format the same instant up to five times.
     """
 
     imei: str
@@ -115,9 +117,12 @@ class _DeviceBatch:
     remote_addr: str | None
     first_seen: datetime
     last_seen: datetime
-    fixes: dict[datetime, tuple[Position, Any, str | None]] = field(default_factory=dict)
+    first_seen_value: Any
+    last_seen_value: Any
+    fixes: dict[datetime, tuple[Position, Any, Any, str | None]] = field(default_factory=dict)
     duplicates: int = 0
     latest_fix: Position | None = None
+    latest_fix_value: Any = None
     alarms: dict[tuple[str, datetime], tuple[Alarm, datetime, Any]] = field(
         default_factory=dict)
     alarm_duplicates: int = 0
@@ -144,21 +149,23 @@ def _merge(items: Iterable[IngestItem], time: TimeValue) -> dict[str, _DeviceBat
                 remote_addr=item.remote_addr,
                 first_seen=received,
                 last_seen=received,
+                first_seen_value=received_value,
+                last_seen_value=received_value,
             )
         else:
             acc.protocol = item.protocol
             if item.remote_addr is not None:
                 acc.remote_addr = item.remote_addr
             if received < acc.first_seen:
-                acc.first_seen = received
+                acc.first_seen, acc.first_seen_value = received, received_value
             if received > acc.last_seen:
-                acc.last_seen = received
+                acc.last_seen, acc.last_seen_value = received, received_value
         reason = item.rejected_reason
         for event in item.events:
             if isinstance(event, Position):
-                _add_fix(acc, event, received_value, None)
+                _add_fix(acc, event, received_value, None, time)
             elif isinstance(event, Alarm):
-                _add_alarm(acc, event, received, received_value)
+                _add_alarm(acc, event, received, received_value, time)
             elif isinstance(event, Rejected) and reason is None:
                 reason = event.reason
         acc.frames.append((received_value, item.raw, item.remote_addr,
@@ -166,23 +173,27 @@ def _merge(items: Iterable[IngestItem], time: TimeValue) -> dict[str, _DeviceBat
     return devices
 
 
-def _add_fix(acc: _DeviceBatch, position: Position, received: Any, alarm: str | None) -> None:
+def _add_fix(acc: _DeviceBatch, position: Position, received: Any, alarm: str | None,
+             time: TimeValue) -> None:
     fix_time = _aware(position.fix_time, "fix_time")
     if fix_time in acc.fixes:
         acc.duplicates += 1
-    else:
-        acc.fixes[fix_time] = (position, received, alarm)
+        return
+    fix_value = time(fix_time)
+    acc.fixes[fix_time] = (position, fix_value, received, alarm)
     latest = acc.latest_fix
     if latest is None or fix_time > latest.fix_time:
         acc.latest_fix = position
+        acc.latest_fix_value = fix_value
 
 
-def _add_alarm(acc: _DeviceBatch, alarm: Alarm, received: datetime, received_value: Any) -> None:
+def _add_alarm(acc: _DeviceBatch, alarm: Alarm, received: datetime, received_value: Any,
+               time: TimeValue) -> None:
     position = alarm.position
     if position is not None:
         # The fix an alarm frame carried is a position like any other (it is acknowledged
         # with the alarm and the device will not send it again).
-        _add_fix(acc, position, received_value, alarm.alarm.value)
+        _add_fix(acc, position, received_value, alarm.alarm.value, time)
     event_time = alarm.event_time or (position.fix_time if position else None) or received
     key = (alarm.alarm.value, _aware(event_time, "event_time"))
     if key in acc.alarms:
@@ -416,14 +427,14 @@ async def write_batch(
     for acc in batches:
         fix = acc.latest_fix
         frame_count = len(acc.frames) if frames_per_device else 0
-        first_seen, last_seen = time(acc.first_seen), time(acc.last_seen)
+        first_seen, last_seen = acc.first_seen_value, acc.last_seen_value
         if fix is None:
             device_rows.append((acc.imei, acc.protocol, state, first_seen, last_seen,
                                 acc.remote_addr, None, None, None, None, None, None,
                                 frame_count))
         else:
             device_rows.append((acc.imei, acc.protocol, state, first_seen, last_seen,
-                                acc.remote_addr, time(fix.fix_time), fix.lat, fix.lon,
+                                acc.remote_addr, acc.latest_fix_value, fix.lat, fix.lon,
                                 fix.speed_kmh, fix.course_deg, fix.valid, frame_count))
 
     async with db.begin() as conn:
@@ -446,7 +457,7 @@ async def write_batch(
             if binding_id is None:
                 unbound += len(acc.fixes)
             else:
-                position_rows.extend(_position_row(device_id, binding_id, fix, time)
+                position_rows.extend(_position_row(device_id, binding_id, fix)
                                      for fix in acc.fixes.values())
             for alarm, event_time, received in acc.alarms.values():
                 position = alarm.position
@@ -478,15 +489,15 @@ async def write_batch(
 
 
 def _position_row(device_id: int, binding_id: int,
-                  fix: tuple[Position, Any, str | None], time: TimeValue) -> Row:
-    p, received, alarm = fix
+                  fix: tuple[Position, Any, Any, str | None]) -> Row:
+    p, fix_value, received, alarm = fix
     attributes = None
     if alarm is not None:
         attributes = _attributes_json({**p.attributes, "alarm": alarm})
     elif p.attributes:
         values = p.attributes  # a dict, or a read-only mapping the encoder does not take
         attributes = _attributes_json(values if type(values) is dict else dict(values))
-    return (device_id, binding_id, time(p.fix_time), received, p.lat, p.lon, p.valid,
+    return (device_id, binding_id, fix_value, received, p.lat, p.lon, p.valid,
             p.speed_kmh, p.course_deg, p.altitude_m, p.satellites, p.hdop, attributes)
 
 
