@@ -79,11 +79,14 @@ class _TopicSink:
         self.transport = transport
         self.key = key
 
-    def write(self, data: bytes) -> None:  # pragma: no cover - MQTT streams are always batched
-        raise AssertionError("MQTT replies leave per message")
+    def write(self, data: bytes) -> None:
+        """A server command (replies leave per message, with their batch)."""
+        self.transport.publish(self.transport.down_topic(self.key[0]), data, 1)
 
     def end(self, reason: str) -> None:
-        self.transport._streams.pop(self.key, None)
+        stream = self.transport._streams.pop(self.key, None)
+        if stream is not None:
+            stream.closed()
         log.warning("mqtt device stream ended", extra={"device": self.key[0], "reason": reason})
 
     def settled(self) -> None:
@@ -200,5 +203,6 @@ class MqttTransport:
                                     claimed_id=device)
         self._streams[key] = stream
         if len(self._streams) > MAX_STREAMS:
-            self._streams.popitem(last=False)
+            _key, forgotten = self._streams.popitem(last=False)
+            forgotten.closed()
         return stream

@@ -38,13 +38,15 @@ log = logging.getLogger("gateway.devices")
 
 #: Called with an item once it is committed (activation's device signal, integrator events).
 OnStored = Callable[[IngestItem], None]
+#: Called when a stream has identified its device (queued commands go out then).
+OnIdentified = Callable[["Stream"], None]
 
 
 class Sink(Protocol):
     """What a stream needs of its transport."""
 
     def write(self, data: bytes) -> None:
-        """Replies that are due, in frame order (never called for batched feeds)."""
+        """Bytes for the device: replies due, in frame order, or a server command."""
 
     def end(self, reason: str) -> None:
         """The stream must stop taking input (`reason` is logged and counted)."""
@@ -133,6 +135,7 @@ class Pipeline:
         metrics: Metrics,
         store: ItemStore,
         on_stored: OnStored | None = None,
+        on_identified: OnIdentified | None = None,
     ) -> None:
         #: name -> ProtocolSettings (port and options) of every protocol served.
         self.protocols = protocols
@@ -141,6 +144,10 @@ class Pipeline:
         self.metrics = metrics
         self.store = store
         self.on_stored = on_stored
+        self.on_identified = on_identified
+        #: Device id -> the stream that last identified it and is still open: where commands
+        #: for the device go.
+        self.online: dict[str, Stream] = {}
         self.counts = metrics.counts
 
     def tell(self, head: bytes, whole: bool = True) -> tuple[str | None, str | None]:
@@ -303,7 +310,10 @@ class Stream:
                 accepted += 1
                 if owner is not None and not self.identified:
                     self.identified = True
+                    pipeline.online[owner] = self
                     self.sink.identified()
+                    if pipeline.on_identified is not None:
+                        pipeline.on_identified(self)
             acks = 0
             for reply in replies:
                 if reply.after_store:
@@ -339,6 +349,17 @@ class Stream:
         if self.ended is None:
             self.ended = reason
             self.sink.end(reason)
+
+    def closed(self) -> None:
+        """The transport is gone (connection closed, stream forgotten): no more commands."""
+        online = self.pipeline.online
+        device_id = self.device_id
+        if device_id is not None and online.get(device_id) is self:
+            del online[device_id]
+
+    def send(self, data: bytes) -> None:
+        """A server command for the device, written now (after the replies already due)."""
+        self.sink.write(data)
 
     def _start(self, protocol: str) -> None:
         pipeline = self.pipeline

@@ -260,6 +260,8 @@ class _Connection(asyncio.Protocol):
             self._idle_timer.cancel()
         if self._reason is None:
             self._reason = "connection_error" if exc is not None else "eof"
+        if self.stream is not None:
+            self.stream.closed()
         if self._admitted:
             self.server._release(self)
             stream = self.stream

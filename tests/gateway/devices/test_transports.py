@@ -16,7 +16,7 @@ import pytest
 
 from gateway.server import Gateway
 from gateway.store import queries
-from protocols import Fix, get_codec, registry
+from protocols import Command, CommandType, Fix, get_codec, registry
 from protocols.gl300 import Gl300Options
 from tests.gateway.devices.conftest import TcpChannel, eventually
 from tests.gateway.e2e.conftest import bind_when_seen
@@ -223,3 +223,29 @@ async def test_a_protocol_added_through_the_registry_is_served_end_to_end(
         return value == 1.0
 
     await eventually(counted)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_command_reaches_an_online_device(
+    transport: str, transport_gateway, channel_factory
+) -> None:
+    """Once a stream has identified its device, bytes for the device go out on it (TCP: the
+    connection; MQTT: the device's down topic); once it is gone, the device is offline."""
+    tg = await transport_gateway()
+    device = get_codec("gps103").device(IMEI)
+    channel = await channel_factory(transport, tg, IMEI, "gps103")
+    await channel.send(device.login())
+    await expect(channel, b"LOAD")
+    pipeline = tg.gateway.pipeline
+    assert pipeline is not None and IMEI in pipeline.online
+    command = get_codec("gps103").encode_command(IMEI, Command(CommandType.POSITION_SINGLE))
+    pipeline.online[IMEI].send(command)
+    await expect(channel, command)
+    if transport == "tcp":
+        assert isinstance(channel, TcpChannel)
+        await channel.link.close()
+
+        async def offline() -> bool:
+            return IMEI not in pipeline.online
+
+        await eventually(offline)
