@@ -52,6 +52,7 @@ from protocols import Fix, get_codec, names
 from protocols.imei import complete_imei
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+REPO = Path(__file__).resolve().parent.parent
 
 
 def raise_fd_limit() -> int:
@@ -162,10 +163,10 @@ class _DeviceClient(asyncio.Protocol):
 
 
 async def _load(port: int, devices: int, seconds: float, window: int,
-                cycle: bool) -> LoadResult:
+                cycle: bool, first: int = 0) -> LoadResult:
     result = LoadResult(0, 0.0, [])
     frames_needed = int(seconds * MAX_TOTAL_RATE * 1.5 / devices) + window + 10
-    prepared = [_frames_for(n, frames_needed) for n in range(devices)]
+    prepared = [_frames_for(first + n, frames_needed) for n in range(devices)]
     loop = asyncio.get_running_loop()
     start = time.perf_counter()
     stop_at = start + seconds
@@ -188,9 +189,9 @@ async def _load(port: int, devices: int, seconds: float, window: int,
 
 
 def _load_process(port: int, devices: int, seconds: float, window: int, cycle: bool,
-                  queue: multiprocessing.Queue[LoadResult]) -> None:
+                  queue: multiprocessing.Queue[LoadResult], first: int = 0) -> None:
     raise_fd_limit()
-    main = _load(port, devices, seconds, window, cycle)
+    main = _load(port, devices, seconds, window, cycle, first)
     try:
         import uvloop
 
@@ -201,11 +202,11 @@ def _load_process(port: int, devices: int, seconds: float, window: int, cycle: b
 
 
 def run_load(port: int, devices: int, seconds: float, window: int,
-             cycle: bool = False) -> LoadResult:
+             cycle: bool = False, first: int = 0) -> LoadResult:
     ctx = multiprocessing.get_context("spawn")
     queue: multiprocessing.Queue[LoadResult] = ctx.Queue()
     proc = ctx.Process(target=_load_process,
-                       args=(port, devices, seconds, window, cycle, queue))
+                       args=(port, devices, seconds, window, cycle, queue, first))
     proc.start()
     result = queue.get(timeout=seconds + 120)
     proc.join()
@@ -299,9 +300,10 @@ def rss_kb(pid: int) -> int:
 
 
 class GatewayUnderTest:
-    def __init__(self, url: str, workdir: Path) -> None:
+    def __init__(self, url: str, workdir: Path, **extra: str) -> None:
         self.port = free_port()
         self.http_port = free_port()
+        workdir.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
         env.update({
             "GATEWAY_DATABASE__URL": url,
@@ -314,6 +316,7 @@ class GatewayUnderTest:
             "GATEWAY_TCP__MAX_PENDING_PER_CONNECTION": "5000",
             "GATEWAY_HTTP__PORT": str(self.http_port),
             "GATEWAY_LOG__LEVEL": "WARNING",
+            **{f"GATEWAY_{key}": value for key, value in extra.items()},
         })
         self.log = (workdir / "gateway.log").open("ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run"], env=env,
@@ -366,11 +369,11 @@ def _bare_process(port: int, ready: multiprocessing.Event) -> None:  # type: ign
 # --- database set-up -------------------------------------------------------------------------
 
 
-async def _bind_devices(url: str, port: int, devices: int) -> None:
+async def _bind_devices(url: str, port: int, devices: int, first: int = 0) -> None:
     from gateway.store import queries
     from gateway.store.database import Database
 
-    for n in range(devices):
+    for n in range(first, first + devices):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(get_codec("gl300").device(imei_of(n)).heartbeat())
         await reader.readuntil(b"$")
@@ -378,10 +381,12 @@ async def _bind_devices(url: str, port: int, devices: int) -> None:
         writer.close()
     db = Database.create(url)
     try:
-        for n in range(devices):
+        for n in range(first, first + devices):
             while True:  # the heartbeat's registration may still be on its way to a commit
                 try:
                     await queries.bind_device(db, imei_of(n), f"fleet{n}@example.com")
+                    break
+                except queries.DeviceAlreadyBound:  # an earlier phase on this database
                     break
                 except queries.DeviceNotFound:
                     await asyncio.sleep(0.01)
@@ -400,6 +405,69 @@ async def _count_positions(url: str) -> int:
             return int((await conn.execute(text("SELECT count(*) FROM positions"))).scalar())
     finally:
         await db.dispose()
+
+
+def haproxy_in_front(ports: list[tuple[int, int]],
+                     workdir: Path) -> tuple[int, subprocess.Popen[bytes]]:
+    """The shipped config/haproxy.cfg in front of gateways at (device port, http port): the
+    balancer's port and process."""
+    import re
+
+    front = free_port()
+    text = (REPO / "config" / "haproxy.cfg").read_text()
+    text = text.replace("bind 127.0.0.1:5004", f"bind 127.0.0.1:{front}")
+    servers = iter(ports)
+
+    def server(match: re.Match[str]) -> str:
+        port, http = next(servers)
+        return f"server {match.group(1)} 127.0.0.1:{port} check port {http}"
+
+    text = re.sub(r"server (\S+) 127\.0\.0\.1:\d+ check port \d+", server, text)
+    conf = workdir / "haproxy.cfg"
+    conf.write_text(text)
+    binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    proc = subprocess.Popen([binary, "-db", "-f", str(conf)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", front), timeout=1).close()
+            return front, proc
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit("haproxy did not start (apt install haproxy)") from None
+            time.sleep(0.05)
+
+
+def bench_instances(url: str, args: argparse.Namespace, workdir: Path) -> dict[int, float]:
+    """Positions committed per second through HAProxy with one instance, then with
+    --instances instances, on the same database (the same full load)."""
+    rates: dict[int, float] = {}
+    for count in sorted({1, args.instances}):
+        gateways = [GatewayUnderTest(url, workdir / f"instance-{count}-{i}",
+                                     TCP__PROXY_PROTOCOL="v2",
+                                     TCP__TRUSTED_PROXIES='["127.0.0.1"]')
+                    for i in range(count)]
+        # config/haproxy.cfg names two servers: with one instance, both lines point at it.
+        targets = [(g.port, g.http_port) for g in gateways] * (2 // count or 1)
+        front, balancer = haproxy_in_front(targets[:2] if count <= 2 else targets, workdir)
+        try:
+            # Devices of their own: positions already stored by an earlier phase would be
+            # acknowledged duplicates, not new rows.
+            first = 200_000 * count
+            asyncio.run(_bind_devices(url, front, args.devices, first))
+            before = asyncio.run(_count_positions(url))
+            load = run_load(front, args.devices, args.seconds, args.window, first=first)
+            committed = asyncio.run(_count_positions(url)) - before
+            if committed < load.acked:
+                raise SystemExit(f"{load.acked} acks but only {committed} positions stored")
+            rates[count] = load.acked / load.seconds
+        finally:
+            balancer.terminate()
+            balancer.wait(10)
+            for gateway in gateways:
+                gateway.stop()
+    return rates
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -474,6 +542,9 @@ def main() -> int:
     parser.add_argument("--paced-devices", type=int, default=5000,
                         help="simulated devices at 1 position/s for the latency run")
     parser.add_argument("--dialects", default="sqlite,postgresql")
+    parser.add_argument("--instances", type=int, default=1,
+                        help="also measure this many instances behind HAProxy (config/"
+                             "haproxy.cfg, PROXY protocol v2) next to one, on PostgreSQL")
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/test",
                         help="PostgreSQL server where a scratch database is created")
     args = parser.parse_args()
@@ -510,6 +581,11 @@ def main() -> int:
                 .render_as_string(hide_password=False)
         try:
             r = bench_dialect(name, url, args, workdir)
+            if args.instances > 1 and name == "postgresql":
+                behind = bench_instances(url, args, workdir)
+                print(f"  behind HAProxy: 1 instance {behind[1]:,.0f} positions/s, "
+                      f"{args.instances} instances {behind[args.instances]:,.0f} positions/s "
+                      f"({behind[args.instances] / behind[1]:.2f}x)")
         finally:
             if name == "postgresql":
                 asyncio.run(scratch_pg(args.pg, False, pg_name))
