@@ -8,7 +8,8 @@ import gc
 import logging
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
+from typing import Any
 
 import uvicorn
 
@@ -23,6 +24,7 @@ from gateway.store.ingest import IngestItem, trim_frame_rings
 from gateway.store.writer import GroupCommitWriter
 from gateway.tcp import TcpServer
 from gateway.web.app import create_app
+from gateway.web.context import WebContext
 from protocols.events import Alarm, AlarmType
 
 log = logging.getLogger("gateway")
@@ -111,6 +113,7 @@ class Gateway:
         self.writer.start()
         await self._trim_frame_rings()
         self.activation = self._start_activation(self.db)
+        await self.activation.start()
         self.tcp = TcpServer(settings.tcp, self.metrics, self.writer, self.on_stored)
         await self.tcp.start()
         if settings.mqtt.enabled:
@@ -119,10 +122,12 @@ class Gateway:
                 settings.mqtt, settings.tcp, self.metrics, self.writer, self.on_stored, self.db,
                 drain_timeout_s=settings.database.shutdown_timeout_s)
             await self.mqtt.start()
-        app = create_app(self)
+        app = create_app(self._web_context(self.activation, self.db))
+        # proxy_headers off: uvicorn would believe X-Forwarded-For from any loopback peer;
+        # the web app reads it only from http.trusted_proxies (rule 27).
         config = uvicorn.Config(
             app, host=settings.http.host, port=settings.http.port, log_config=None,
-            lifespan="off", access_log=False)
+            lifespan="off", access_log=False, proxy_headers=False)
         self._web = _EmbeddedUvicorn(config)
         # Bound here rather than by uvicorn, which exits the process when it cannot bind.
         sock = _listen_socket(settings.http.host, settings.http.port, "the web app", "http.port")
@@ -150,8 +155,39 @@ class Gateway:
         key = load_server_key(settings.activation.server_key,
                               settings.activation.server_key_file)
         return ActivationService(db, settings.activation, settings.notify,
-                                 build_notifier(settings.notify), key,
-                                 on_comparison=self.metrics.code_comparisons.inc)
+                                 build_notifier(settings.notify), key, metrics=self.metrics)
+
+    def _web_context(self, activation: ActivationService, db: Database) -> WebContext:
+        """What the web app needs, and nothing else of the gateway."""
+
+        async def health() -> tuple[bool, dict[str, Any]]:
+            db_up = await db.ping()
+            body: dict[str, Any] = {
+                "status": "ok" if db_up else "degraded",
+                "database": "up" if db_up else "down",
+                "store_pending": self.writer.pending if self.writer is not None else 0,
+                "connections": self.tcp.connection_count if self.tcp is not None else 0,
+                "tcp_ports": self.tcp.ports if self.tcp is not None else {},
+                # "disabled", or the broker connection: "connecting", "up", "down" (TCP and
+                # the web app work whatever it is; MQTT reconnects by itself).
+                "mqtt": self.mqtt.state if self.mqtt is not None else "disabled",
+            }
+            if self.mqtt is not None and self.mqtt.last_error:
+                body["mqtt_error"] = self.mqtt.last_error
+            return db_up, body
+
+        def online_devices() -> Collection[str]:
+            return self.tcp.connected_devices() if self.tcp is not None else ()
+
+        def refresh_metrics() -> None:
+            if self.writer is not None:
+                self.metrics.store_pending.set(self.writer.pending)
+
+        settings = self.settings
+        return WebContext(
+            activation=activation, db=db, http=settings.http, admin=settings.admin,
+            metrics_settings=settings.metrics, metrics=self.metrics, health=health,
+            online_devices=online_devices, refresh_metrics=refresh_metrics)
 
     def on_stored(self, item: IngestItem) -> None:
         """A transport's item was committed: a stored SOS is the device signal of a claim.
@@ -197,6 +233,7 @@ class Gateway:
             await asyncio.gather(*list(self._signal_tasks), return_exceptions=True)
         if self.activation is not None:
             await self.activation.drain()
+            await self.activation.close()
         if self._web is not None and self._web_task is not None and not self._web_task.done():
             self._web.should_exit = True
             await self._web_task

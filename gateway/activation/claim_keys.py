@@ -58,4 +58,5 @@ def claim_key_matches(stored: str, server_key: bytes, imei: str, key: str) -> bo
 
 def claim_url(public_url: str, imei: str, key: str) -> str:
     """The URL a label's QR code carries: the claim form, filled in."""
-    return f"{public_url.rstrip('/')}/claim?{urlencode({'imei': imei, 'key': format_claim_key(key)})}"
+    query = urlencode({"imei": imei, "key": format_claim_key(key)})
+    return f"{public_url.rstrip('/')}/claim?{query}"

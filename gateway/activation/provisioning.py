@@ -105,7 +105,8 @@ class Provisioning:
                 columns = {name: names.index(name) for name in columns if name in names}
                 continue
 
-            def cell(name: str, cells: list[str] = cells) -> str | None:
+            def cell(name: str, cells: list[str] = cells,
+                     columns: dict[str, int] = columns) -> str | None:
                 index = columns.get(name)
                 return cells[index] if index is not None and index < len(cells) else None
 

@@ -1,56 +1,60 @@
 """The FastAPI application: health, metrics, the owner pages and the JSON APIs (activation,
-owner, admin)."""
+owner, admin).
+
+`create_app` takes a `WebContext` (what the web needs, built in `gateway/server.py`), never the
+gateway itself.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Annotated
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.web import admin, api_activation, api_owner, pages
+from gateway.web.context import WebContext
+from gateway.web.deps import ClientAddr, Context
+from gateway.web.security import BodyLimit, SecurityHeaders
 
-if TYPE_CHECKING:
-    from gateway.server import Gateway
+_bearer = HTTPBearer(auto_error=False)
 
 
-def create_app(gateway: Gateway) -> FastAPI:
+def create_app(ctx: WebContext) -> FastAPI:
     app = FastAPI(
         title="tracker-gateway",
         description="GPS tracker gateway with device activation by one-time codes.",
         version="0.1.0",
     )
-    app.state.gateway = gateway
+    app.state.context = ctx
 
     @app.get("/healthz", tags=["operations"])
-    async def healthz() -> JSONResponse:
+    async def healthz(ctx: Context) -> JSONResponse:
         """200 when the gateway can store and acknowledge data, 503 (with details) when not."""
-        db_up = gateway.db is not None and await gateway.db.ping()
-        writer = gateway.writer
-        body = {
-            "status": "ok" if db_up else "degraded",
-            "database": "up" if db_up else "down",
-            "store_pending": writer.pending if writer is not None else 0,
-            "connections": gateway.tcp.connection_count if gateway.tcp is not None else 0,
-            "tcp_ports": gateway.tcp.ports if gateway.tcp is not None else {},
-            # "disabled", or the broker connection: "connecting", "up", "down" (TCP and the
-            # web app work whatever it is; MQTT reconnects by itself).
-            "mqtt": gateway.mqtt.state if gateway.mqtt is not None else "disabled",
-        }
-        if gateway.mqtt is not None and gateway.mqtt.last_error:
-            body["mqtt_error"] = gateway.mqtt.last_error
-        return JSONResponse(body, status_code=200 if db_up else 503)
+        healthy, body = await ctx.health()
+        return JSONResponse(body, status_code=200 if healthy else 503)
 
     @app.get("/metrics", tags=["operations"])
-    async def metrics() -> Response:
-        """Prometheus text format."""
-        if gateway.writer is not None:
-            gateway.metrics.store_pending.set(gateway.writer.pending)
-        return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    async def metrics(
+        ctx: Context, client: ClientAddr,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Response:
+        """Prometheus text format (with `metrics.token` set: `Authorization: Bearer <token>`)."""
+        if ctx.metrics_settings.token:
+            await admin.check_token(ctx, ctx.metrics_settings.token,
+                                    credentials.credentials if credentials else None, client,
+                                    "metrics.token")
+        ctx.refresh_metrics()
+        return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(admin.router)
     app.include_router(api_activation.router)
     app.include_router(api_owner.router)
     pages.install(app)
+    # Outermost last: security headers on every answer, the 413 included.
+    app.add_middleware(BodyLimit, max_body_bytes=ctx.http.max_body_bytes,
+                       max_upload_bytes=ctx.http.max_upload_bytes)
+    app.add_middleware(SecurityHeaders)
     return app

@@ -15,7 +15,7 @@ import pytest
 from gateway.config import Settings
 from gateway.server import Gateway
 
-ADMIN_TOKEN = "test-admin-token"
+ADMIN_TOKEN = "test-admin-token-0123456789abcdef-xyz"
 
 
 def free_port() -> int:
