@@ -56,6 +56,8 @@ class ClaimFlow:
             device = await claiming.resolve_device(conn, imei)
             provisioned = await claiming.provisioning(conn, imei, device)
             locked = await engine.is_locked(conn, imei, device, now)
+            if not locked and device is not None and device.state == "locked":
+                await claiming.lapsed(conn, device.id)  # before the background sweep did
             key_right = claim_key_matches(provisioned.claim_key_hmac or _NO_KEY, engine.key,
                                           imei, key or "")
             key_right = key_right and key is not None and provisioned.claim_key_hmac is not None

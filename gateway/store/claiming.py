@@ -180,6 +180,13 @@ async def forget_locks(conn: AsyncConnection, imei: str) -> None:
     await conn.execute(delete(_L).where(_L.c.imei == imei))
 
 
+async def lapsed(conn: AsyncConnection, device_id: int) -> None:
+    """The device's lock has lapsed: it is claimable again."""
+    await conn.execute(update(_D).where(_D.c.id == device_id,
+                                        _D.c.state == DeviceState.LOCKED.value)
+                       .values(state=DeviceState.UNCLAIMED.value))
+
+
 async def lapse_locks(db: Database, now: datetime) -> int:
     """Devices whose lock has lapsed become claimable again (state `unclaimed`)."""
     lapsed = select(_L.c.imei).where(_L.c.locked_until <= now).scalar_subquery()

@@ -26,7 +26,6 @@ from gateway.activation.claim_keys import claim_key_hmac, normalize_claim_key
 from gateway.store.database import Database
 from gateway.store.queries import current_binding
 from protocols import get_codec
-from protocols.codec import Fix
 
 from .conftest import Act, StartAct, imei, seen, start_claim, status_of, verify, wrong
 
