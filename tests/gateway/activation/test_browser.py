@@ -18,7 +18,6 @@ from PIL import Image
 from playwright.async_api import Page, async_playwright, expect
 
 from gateway.activation.labels import read_labels, write_labels
-
 from gateway.store.database import Database
 from protocols import get_codec
 from protocols.codec import Fix
