@@ -50,9 +50,9 @@ class ClaimFlow:
         key = normalize_claim_key(claim_key) if claim_key and claim_key.strip() else None
         now = utcnow()
         engine = self.engine
-        await engine.rate_limit_start(client_addr, now)
         lock: LockEvent | None = None
         async with self.db.begin() as conn:
+            await engine.rate_limit_start(conn, client_addr, now)
             device = await claiming.resolve_device(conn, imei)
             provisioned = await claiming.provisioning(conn, imei, device)
             locked = await engine.is_locked(conn, imei, device, now)
@@ -133,6 +133,9 @@ class ClaimFlow:
             decoy = bool(row.decoy) or (device is not None and (
                 device.current_binding_id is not None or device.state != "unclaimed"))
             code = new_code(s.code_digits)
+            if await engine.count_destination(conn, None if decoy else row.deliver_to,
+                                              "activation", row.id, now):
+                decoy = True
             if not await challenges.signal_arrived(
                     conn, row.id, code_hmac=code_hmac(engine.key, row.id, code), decoy=decoy,
                     now=now, expires_at=now + timedelta(seconds=s.code_ttl_s)):

@@ -175,6 +175,10 @@ class CodeEngine:
         ttl = s.signal_window_s if awaiting else s.code_ttl_s
         expires = now + timedelta(seconds=ttl)
         status = AWAITING if awaiting else PENDING
+        delivery = "sending" if code else None
+        if code is not None and await self.count_destination(
+                conn, None if decoy else deliver_to, purpose, challenge_id, now):
+            decoy, delivery = "destination_capped", "capped"
         await challenges.insert_challenge(
             conn, id=challenge_id, purpose=purpose, imei=imei, deliver_to=deliver_to,
             claimant=claimant, proof=proof, with_key=with_key, decoy=decoy is not None,
@@ -183,16 +187,55 @@ class CodeEngine:
             status=status, attempts=0, max_attempts=s.max_attempts, sends=1 if code else 0,
             sends_window_start=now if code else None, last_sent_at=now if code else None,
             created_at=now, expires_at=expires, client_addr=client_addr,
-            delivery="sending" if code else None, delivery_error=None)
+            delivery=delivery, delivery_error=None)
         await audit.record(conn, "start", "ok", imei=imei, owner_id=owner_id,
                            challenge_id=challenge_id, client_addr=client_addr,
                            detail={"purpose": purpose, "proof": proof, "decoy": decoy})
-        return Started(challenge_id, token, status, expires), code
+        return Started(challenge_id, token, status, expires), None if decoy else code
 
-    async def rate_limit_start(self, client_addr: str | None, now: datetime) -> None:
+    async def count_destination(
+        self, conn: AsyncConnection, to: str | None, purpose: str, challenge_id: str,
+        now: datetime,
+    ) -> bool:
+        """Count one more code for `to` in the caller's transaction; True when it goes over
+        the caps of rule 24 (then nothing is sent, and the answer does not change).
+
+        A code nobody will receive (a decoy) is counted under a key of its own, so that every
+        start does the same work (rule 12). The audit line, log and metric of a capped code are
+        written in the background, for the same reason.
+        """
+        s = self.settings
+        key = to or "-"
+        short, _ = await counters.bump(conn, "dest_15min", key, now, 900)
+        day, _ = await counters.bump(conn, "dest_day", key, now, 86400)
+        if not to:
+            return False
+        capped = (short > s.max_codes_per_destination_15min
+                  or day > s.max_codes_per_destination_day)
+        if capped:
+            self._spawn(self._capped(challenge_id, purpose, short, day))
+        return capped
+
+    async def _capped(self, challenge_id: str, purpose: str, short: int, day: int) -> None:
+        log.warning("activation alert: codes to one destination capped", extra={
+            "purpose": purpose, "challenge": challenge_id})
+        if self.metrics is not None:
+            self.metrics.codes_capped.labels(purpose).inc()
+        try:
+            async with self.db.begin() as conn:
+                await audit.record(conn, "send", "capped", challenge_id=challenge_id,
+                                   detail={"purpose": purpose, "last_15min": short,
+                                           "last_day": day})
+        except Exception as exc:
+            log.warning("could not record a capped code", extra={"error": str(exc)})
+
+    async def rate_limit_start(
+        self, conn: AsyncConnection, client_addr: str | None, now: datetime
+    ) -> None:
+        """Count a start in the caller's transaction; RateLimited (which rolls it back, so the
+        count stays at the limit) past `starts_per_minute_per_client`."""
         limit = self.settings.starts_per_minute_per_client
-        async with self.db.begin() as conn:
-            count, window_start = await counters.bump(conn, "start", client_addr or "-", now, 60)
+        count, window_start = await counters.bump(conn, "start", client_addr or "-", now, 60)
         if count > limit:
             wait = (window_start + timedelta(seconds=60) - now).total_seconds()
             raise RateLimited(int(wait) + 1, f"more than {limit} requests a minute from your "
@@ -221,31 +264,6 @@ class CodeEngine:
                                                                imei=imei, until=until)))
 
     async def _deliver_code(self, challenge_id: str, message: Message) -> None:
-        s = self.settings
-        now = utcnow()
-        try:
-            async with self.db.begin() as conn:
-                short, _ = await counters.bump(conn, "dest_15min", message.to, now, 900)
-                day, _ = await counters.bump(conn, "dest_day", message.to, now, 86400)
-                capped = (short > s.max_codes_per_destination_15min
-                          or day > s.max_codes_per_destination_day)
-                if capped:
-                    # Rule 24: nothing goes out, and the client's answer stays the same.
-                    await challenges.record_delivery(conn, challenge_id, "capped", None)
-                    await audit.record(conn, "send", "capped", imei=message.imei,
-                                       challenge_id=challenge_id,
-                                       detail={"purpose": message.purpose,
-                                               "last_15min": short, "last_day": day})
-        except Exception as exc:  # the database is away: do not send what cannot be counted
-            log.warning("code not sent: its destination could not be counted",
-                        extra={"error": str(exc), "challenge": challenge_id})
-            return
-        if capped:
-            log.warning("activation alert: codes to one destination capped", extra={
-                "purpose": message.purpose, "challenge": challenge_id})
-            if self.metrics is not None:
-                self.metrics.codes_capped.labels(message.purpose).inc()
-            return
         error = await deliver(self.notifier, message, attempts=self.notify_settings.attempts,
                               retry_delay_s=self.notify_settings.retry_delay_s)
         try:
@@ -312,7 +330,7 @@ class CodeEngine:
         # Rule 25: failures on flows somebody started for this account never block a code sent
         # to the account's own contact; those are bounded by the destination cap (rule 24).
         account_capped_applies = row.proof not in OWN_CODE_PROOFS
-        async with self.db.begin() as conn:
+        async with self.db.engine.connect() as conn:  # a read: no write lock on SQLite
             capped = await counters.current(
                 conn, "client", client_addr or "-", now, s.failure_window_s
             ) >= s.max_failures_per_client
@@ -320,10 +338,10 @@ class CodeEngine:
                 capped = await counters.current(
                     conn, "account", row.claimant, now, s.failure_window_s
                 ) >= s.max_failures_per_account
-            if capped:
+        if capped:
+            async with self.db.begin() as conn:
                 await audit.record(conn, "check", "capped", imei=row.imei,
                                    challenge_id=row.id, client_addr=client_addr)
-        if capped:
             raise Failure("failure cap reached")
         # Rule 5: the attempt is spent *before* the comparison, by one conditional UPDATE, so
         # that concurrent guesses cannot make more comparisons than the limit.
@@ -536,6 +554,7 @@ class CodeEngine:
                               "too many codes sent for this request: wait, or start again later")
         code = new_code(s.code_digits)
         expires = now + timedelta(seconds=s.code_ttl_s)
+        decoy = bool(row.decoy) or not row.deliver_to
         async with self.db.begin() as conn:
             if not await challenges.new_code(
                     conn, row.id, expected_sends=row.sends,
@@ -543,8 +562,11 @@ class CodeEngine:
                     window_start=window_start, now=now, expires_at=expires):
                 raise RateLimited(math.ceil(s.resend_interval_s) or 1,
                                   "another code was just sent: wait before asking again")
+            if await self.count_destination(conn, None if decoy else row.deliver_to,
+                                            row.purpose, row.id, now):
+                await challenges.record_delivery(conn, row.id, "capped", None)
+                decoy = True
             await audit.record(conn, "resend", "ok", imei=row.imei, challenge_id=row.id,
                                client_addr=client_addr)
-        self.send_code(row.id, row.deliver_to, row.purpose, row.imei, code,
-                       decoy=bool(row.decoy) or not row.deliver_to)
+        self.send_code(row.id, row.deliver_to, row.purpose, row.imei, code, decoy=decoy)
         return Started(row.id, token, PENDING, expires)

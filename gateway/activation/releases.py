@@ -32,8 +32,8 @@ class ReleaseFlow:
                                "first, or confirm with a code sent to you")
         now = utcnow()
         engine = self.engine
-        await engine.rate_limit_start(client_addr, now)
         async with self.db.begin() as conn:
+            await engine.rate_limit_start(conn, client_addr, now)
             if await claiming.owners_binding(conn, imei, owner.id) is None:
                 raise LookupError(imei)
             started, code = await engine.open(

@@ -22,8 +22,8 @@ class SignInFlow:
             raise InvalidInput("method", "method must be 'code' or 'totp'")
         now = utcnow()
         engine = self.engine
-        await engine.rate_limit_start(client_addr, now)
         async with self.db.begin() as conn:
+            await engine.rate_limit_start(conn, client_addr, now)
             owner = await accounts.owner_by_contact(conn, contact)
             unknown = owner is None or (method == "totp" and not owner.totp_secret)
             started, code = await engine.open(
