@@ -51,26 +51,30 @@ class ClaimFlow:
         now = utcnow()
         engine = self.engine
         lock: LockEvent | None = None
-        async with self.db.begin() as conn:
-            await engine.rate_limit_start(conn, client_addr, now)
-            device = await claiming.resolve_device(conn, imei)
+        # Reads first, on their own connection: the write transaction that follows stays short
+        # (SQLite has one writer at a time). A device that changes hands meanwhile is caught
+        # when the claim is verified (rule 14).
+        async with self.db.engine.connect() as conn:
+            device = await claiming.resolve_device(conn, imei, lock=False)
             provisioned = await claiming.provisioning(conn, imei, device)
             locked = await engine.is_locked(conn, imei, device, now)
+        key_right = claim_key_matches(provisioned.claim_key_hmac or _NO_KEY, engine.key,
+                                      imei, key or "")
+        key_right = key_right and key is not None and provisioned.claim_key_hmac is not None
+        proof = self._proof(provisioned)
+        decoy = "locked" if locked else "owned" if is_owned(device) else None
+        if proof == "contact_of_record":
+            deliver_to = provisioned.contact or ""
+        elif proof == "none":
+            deliver_to, decoy = "", decoy or "no_proof"
+        else:
+            deliver_to = claimant
+        if proof == "claim_key" and not key_right:
+            decoy = decoy or ("wrong_claim_key" if key else "no_claim_key")
+        async with self.db.begin() as conn:
+            await engine.rate_limit_start(conn, client_addr, now)
             if not locked and device is not None and device.state == "locked":
                 await claiming.lapsed(conn, device.id)  # before the background sweep did
-            key_right = claim_key_matches(provisioned.claim_key_hmac or _NO_KEY, engine.key,
-                                          imei, key or "")
-            key_right = key_right and key is not None and provisioned.claim_key_hmac is not None
-            proof = self._proof(provisioned)
-            decoy = "locked" if locked else "owned" if is_owned(device) else None
-            if proof == "contact_of_record":
-                deliver_to = provisioned.contact or ""
-            elif proof == "none":
-                deliver_to, decoy = "", decoy or "no_proof"
-            else:
-                deliver_to = claimant
-            if proof == "claim_key" and not key_right:
-                decoy = decoy or ("wrong_claim_key" if key else "no_claim_key")
             if key is not None and not key_right:
                 # Rule 21: a wrong key counts toward the device lock, whatever the device.
                 lock = await engine.device_failure(conn, imei, now)

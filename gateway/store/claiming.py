@@ -25,14 +25,16 @@ _P = ProvisionedDevice.__table__
 _L = DeviceLock.__table__
 
 
-async def resolve_device(conn: AsyncConnection, imei: str) -> Row[Any] | None:
-    """The device row a 15-digit IMEI names, locked for the transaction (PostgreSQL)."""
-    rows = (await conn.execute(
-        select(_D.c.id, _D.c.imei, _D.c.protocol, _D.c.state, _D.c.current_binding_id,
-               _D.c.contact_of_record)
-        .where(or_(_D.c.imei == imei, and_(_D.c.imei == imei[-12:], _D.c.protocol == "tk103")))
-        .with_for_update()
-    )).all()
+async def resolve_device(
+    conn: AsyncConnection, imei: str, *, lock: bool = True
+) -> Row[Any] | None:
+    """The device row a 15-digit IMEI names, locked for the transaction with `lock`
+    (PostgreSQL; SQLite's write transaction already holds the whole database)."""
+    stmt = (select(_D.c.id, _D.c.imei, _D.c.protocol, _D.c.state, _D.c.current_binding_id,
+                   _D.c.contact_of_record)
+            .where(or_(_D.c.imei == imei,
+                       and_(_D.c.imei == imei[-12:], _D.c.protocol == "tk103"))))
+    rows = (await conn.execute(stmt.with_for_update() if lock else stmt)).all()
     exact = [row for row in rows if row.imei == imei]
     return (exact or rows or [None])[0]
 
