@@ -37,7 +37,7 @@ from gateway.server import Gateway
 from protocols import names
 from protocols.imei import complete_imei
 
-TOKEN = "bench-admin-token"
+TOKEN = "bench-admin-token-0123456789abcdef-xyz"
 
 
 def percentile(values: list[float], fraction: float) -> float:

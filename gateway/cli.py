@@ -94,32 +94,44 @@ def cmd_release(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _admin_service(settings: Settings, db: Any) -> Any:
-    """The activation engine for admin commands (they send nothing and check no codes)."""
+    """The activation engine for admin commands: the gateway's own server key (claim keys are
+    stored as its HMAC), nothing sent."""
     from gateway.activation import ActivationService
+    from gateway.activation.codes import load_server_key
     from gateway.notify import build_notifier
 
+    key = load_server_key(settings.activation.server_key, settings.activation.server_key_file)
     return ActivationService(db, settings.activation, settings.notify,
-                             build_notifier(settings.notify), server_key=b"")
+                             build_notifier(settings.notify), server_key=key)
 
 
 def cmd_provision(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.activation import InvalidInput
+    from gateway.activation.claim_keys import format_claim_key
+    from gateway.activation.provisioning import GENERATE
+
+    contact = args.contact_option or args.contact
+    claim_key = GENERATE if args.generate_claim_key else args.claim_key
 
     async def action(db: Any) -> Any:
-        return await _admin_service(settings, db).provision(args.imei, args.contact, by="cli")
+        return await _admin_service(settings, db).provisioning.provision(
+            args.imei, contact, claim_key, by="cli")
 
     try:
-        contact = _run_loop(_with_db(settings, action))
+        done = _run_loop(_with_db(settings, action))
     except InvalidInput as exc:
         print(f"error: {exc.field}: {exc.message}", file=sys.stderr)
         return 1
-    print(json.dumps({"imei": args.imei, "contact_of_record": contact}))
+    out: dict[str, Any] = {"imei": done.imei, "contact_of_record": done.contact,
+                           "claim_key_set": done.claim_key_set}
+    if done.generated_claim_key is not None:
+        # Shown this once: only its HMAC is stored.
+        out["claim_key"] = format_claim_key(done.generated_claim_key)
+    print(json.dumps(out))
     return 0
 
 
 def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
-    from gateway.activation.csv_import import import_csv
-
     try:
         with open(args.file, encoding="utf-8-sig") as handle:
             content = handle.read()
@@ -128,7 +140,7 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
         return 1
 
     async def action(db: Any) -> Any:
-        return await import_csv(_admin_service(settings, db), content, by="cli")
+        return await _admin_service(settings, db).provisioning.import_csv(content, by="cli")
 
     result = _run_loop(_with_db(settings, action))
     for error in result.errors:
@@ -141,7 +153,7 @@ def cmd_unlock(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.activation import InvalidInput
 
     async def action(db: Any) -> Any:
-        return await _admin_service(settings, db).unlock(args.imei, by="cli")
+        return await _admin_service(settings, db).provisioning.unlock(args.imei, by="cli")
 
     try:
         was_locked = _run_loop(_with_db(settings, action))
@@ -159,8 +171,33 @@ def cmd_config_protocols(_settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_labels(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gateway.activation.labels import LabelError, read_labels, write_labels
+
+    try:
+        with open(args.file, encoding="utf-8-sig") as handle:
+            content = handle.read()
+    except OSError as exc:
+        print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 1
+    try:
+        labels = read_labels(content, settings.http.public_url)
+        written = write_labels(labels, Path(args.out))
+    except LabelError as exc:
+        print(f"error: {args.file}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: cannot write {args.out}: {exc.strerror}", file=sys.stderr)
+        return 1
+    print(json.dumps({"labels": len(labels), "files": [str(p) for p in written],
+                      "claim_url": settings.http.public_url + "/claim"}))
+    return 0
+
+
 def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
-    from gateway.activation import audit
+    from gateway.store import audit
 
     async def action(db: Any) -> Any:
         return await audit.read(db, imei=args.imei, action=args.action, limit=args.limit)
@@ -221,14 +258,29 @@ def build_parser() -> argparse.ArgumentParser:
     release.set_defaults(func=cmd_release)
 
     provision = add("provision", help="register a device's contact of record (where its "
-                    "activation codes go)")
+                    "activation codes go) and/or its claim key (printed on its label)")
     provision.add_argument("imei", help="15-digit IMEI")
-    provision.add_argument("contact", help="the buyer's e-mail or phone number (+country code)")
+    provision.add_argument("contact", nargs="?", help="the buyer's e-mail or phone number "
+                           "(+country code); same as --contact")
+    provision.add_argument("--contact", dest="contact_option", metavar="C",
+                           help="the buyer's e-mail or phone number (+country code)")
+    keys = provision.add_mutually_exclusive_group()
+    keys.add_argument("--claim-key", metavar="K", help="the key printed on the device's label")
+    keys.add_argument("--generate-claim-key", action="store_true",
+                      help="make a random claim key and print it (once: only its HMAC is kept)")
     provision.set_defaults(func=cmd_provision)
 
-    import_ = add("import-devices", help="provision devices from a CSV file of imei,contact")
+    import_ = add("import-devices", help="provision devices from a CSV file of "
+                  "imei,contact[,claim_key]")
     import_.add_argument("file")
     import_.set_defaults(func=cmd_import)
+
+    labels = add("labels", help="print a sheet of device labels (IMEI, claim key, QR code of "
+                 "the claim URL at http.public_url) from a CSV file of imei,claim_key")
+    labels.add_argument("file")
+    labels.add_argument("--out", required=True, metavar="FILE",
+                        help="labels.pdf, or labels.png (one PNG per sheet of 21)")
+    labels.set_defaults(func=cmd_labels)
 
     unlock = add("unlock", help="let a device locked after failed codes be claimed again")
     unlock.add_argument("imei")

@@ -238,11 +238,74 @@ def _clean(message: str) -> str:
 class HttpSettings(_Section):
     host: str = "127.0.0.1"
     port: Port = Field(8000, ge=0, le=65535)
+    #: The address owners reach the web app at (printed in QR codes of claim labels; decides
+    #: whether cookies are `Secure`: always, except for plain http on a loopback address).
+    public_url: str = "http://127.0.0.1:8000"
+    #: Peers whose `X-Forwarded-For` is believed (addresses or networks, e.g. "10.0.0.0/8").
+    #: Empty: the client address is always the TCP peer's.
+    trusted_proxies: list[str] = Field(default_factory=list)
+    #: Largest request body accepted (JSON and forms); larger ones get 413 before being read.
+    max_body_bytes: int = Field(65536, ge=1024)
+    #: Largest CSV upload accepted by `POST /api/v1/admin/devices/import`.
+    max_upload_bytes: int = Field(5 * 1024 * 1024, ge=1024)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("use http(s)://HOST[:PORT], the address owners open in a browser")
+        return value.rstrip("/")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network "
+                                 "(like 127.0.0.1 or 10.0.0.0/8)") from None
+        return value
+
+
+#: Shortest admin or metrics token accepted: a guessable token opens every device.
+MIN_TOKEN_CHARS = 32
+
+
+def _strong_token(value: str) -> str:
+    if value and len(value) < MIN_TOKEN_CHARS:
+        raise ValueError(f"a token needs at least {MIN_TOKEN_CHARS} characters (got "
+                         f"{len(value)}): generate one with `python -c 'import secrets; "
+                         "print(secrets.token_urlsafe(32))'`")
+    return value
 
 
 class AdminSettings(_Section):
-    #: Bearer token for `/api/v1/admin/...`. Empty disables the admin API.
+    #: Bearer token for `/api/v1/admin/...` (at least 32 characters). Empty disables the
+    #: admin API.
     token: str = ""
+    #: Failed admin authentications per client address per minute before 429.
+    max_failures_per_minute: int = Field(10, ge=1)
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, value: str) -> str:
+        return _strong_token(value)
+
+
+class MetricsSettings(_Section):
+    #: Bearer token for `/metrics` (at least 32 characters). Empty: `/metrics` is open.
+    token: str = ""
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, value: str) -> str:
+        return _strong_token(value)
 
 
 class MqttSettings(_Section):
@@ -347,14 +410,20 @@ class NotifySettings(_Section):
 
 
 class ActivationSettings(_Section):
-    #: Proof of possession: `auto` (contact of record if any, else device signal),
-    #: `contact_of_record`, `device_signal`, or the lab-only `contact_only` (no proof at all).
-    proof: Literal["auto", "contact_of_record", "device_signal", "contact_only"] = "auto"
+    #: Proof of possession: `auto` (contact of record if any, else the claim key, else the
+    #: device signal when `allow_device_signal`), or one forced: `contact_of_record`,
+    #: `claim_key`, `device_signal`; or the lab-only `contact_only` (no proof at all).
+    proof: Literal["auto", "contact_of_record", "claim_key", "device_signal",
+                   "contact_only"] = "auto"
+    #: Accept the device's own SOS frame as proof (weakest: see docs/activation.md). When
+    #: false, no claim ever waits for a device signal.
+    allow_device_signal: bool = False
     #: How long the claimant has to press the device's SOS button.
     signal_window_s: float = Field(300.0, gt=0, le=3600)
     #: How long a sent code stays valid.
     code_ttl_s: float = Field(600.0, gt=0, le=86400)
-    code_digits: Literal[6, 8] = 6
+    #: 6 or 8.
+    code_digits: int = 6
     #: Wrong codes that end a challenge.
     max_attempts: int = Field(5, ge=1, le=20)
     #: Sends (first one included) allowed per challenge within `resend_window_s`.
@@ -362,22 +431,53 @@ class ActivationSettings(_Section):
     resend_window_s: float = Field(600.0, gt=0)
     #: Seconds between two sends of one challenge.
     resend_interval_s: float = Field(60.0, ge=0)
-    #: Consecutive failed checks on one device (across challenges) that lock its claiming.
+    #: Codes sent to one contact across all challenges, per 15 minutes and per day; beyond,
+    #: nothing is sent (silently: the answer is the same), audited and counted.
+    max_codes_per_destination_15min: int = Field(5, ge=1)
+    max_codes_per_destination_day: int = Field(20, ge=1)
+    #: Consecutive failed checks or wrong claim keys on one device that lock its claiming.
     device_lock_failures: int = Field(100, ge=1)
+    #: How long the 1st, 2nd, ... lock of a device lasts; the last value repeats.
+    lock_durations_s: list[float] = Field(default_factory=lambda: [3600.0, 14400.0, 86400.0],
+                                          min_length=1)
     #: Failed checks per account (contact) and per client address within `failure_window_s`.
     max_failures_per_account: int = Field(20, ge=1)
     max_failures_per_client: int = Field(50, ge=1)
     failure_window_s: float = Field(3600.0, gt=0)
     #: Claims and sign-ins started per client address per minute (then 429).
     starts_per_minute_per_client: int = Field(20, ge=1)
-    #: Key of HMAC(key, challenge id + code). Empty: read from `server_key_file`, which is
-    #: created with a random key on first start. Several gateway instances must share one key.
+    #: Key of HMAC(key, challenge id + code) and of claim keys, and the root of the key that
+    #: encrypts TOTP secrets. Empty: read from `server_key_file`, which is created with a
+    #: random key on first start. Several gateway instances must share one key.
     server_key: str = ""
     server_key_file: str = "data/server.key"
     #: Lifetime of a signed-in owner's web session.
     session_ttl_s: float = Field(30 * 86400.0, gt=0)
-    #: Send session cookies with `Secure` (set when the gateway is served over HTTPS).
-    secure_cookies: bool = False
+
+    @field_validator("code_digits", mode="before")
+    @classmethod
+    def _digits(cls, value: object) -> object:
+        # Environment values arrive as text ("8"); the TOML file gives an integer.
+        if isinstance(value, str) and value.strip() in ("6", "8"):
+            return int(value.strip())
+        if value not in (6, 8) or isinstance(value, bool):
+            raise ValueError("Input should be 6 or 8")
+        return value
+
+    @field_validator("lock_durations_s")
+    @classmethod
+    def _durations(cls, value: list[float]) -> list[float]:
+        if any(d <= 0 for d in value):
+            raise ValueError("every lock duration must be more than 0 seconds")
+        return value
+
+    @model_validator(mode="after")
+    def _signal_allowed(self) -> ActivationSettings:
+        if self.proof == "device_signal" and not self.allow_device_signal:
+            raise ValueError("proof = \"device_signal\" needs allow_device_signal = true "
+                             "(activation.allow_device_signal, "
+                             "GATEWAY_ACTIVATION__ALLOW_DEVICE_SIGNAL)")
+        return self
 
 
 class InstanceSettings(_Section):
@@ -412,6 +512,7 @@ class Settings(BaseSettings):
     tcp: TcpSettings = TcpSettings()
     http: HttpSettings = HttpSettings()
     admin: AdminSettings = AdminSettings()
+    metrics: MetricsSettings = MetricsSettings()
     mqtt: MqttSettings = MqttSettings()
     notify: NotifySettings = NotifySettings()
     activation: ActivationSettings = ActivationSettings()

@@ -62,6 +62,17 @@ class Metrics:
             "gateway_code_comparisons_total",
             "One-time codes compared with a stored one (each after its attempt was counted)",
             registry=r)
+        self.codes_capped = Counter(
+            "gateway_activation_codes_capped_total",
+            "Codes not sent because their destination had too many (per 15 min or per day)",
+            ["purpose"], registry=r)
+        self.device_locks = Counter(
+            "gateway_activation_device_locks_total",
+            "Devices whose self-service claiming was locked after consecutive failures",
+            registry=r)
+        self.admin_auth_failures = Counter(
+            "gateway_admin_auth_failures_total",
+            "Requests to the admin API or /metrics with a wrong or missing token", registry=r)
         self.connections = Gauge(
             "gateway_connections", "Open device connections", ["protocol"], registry=r)
         self.connections_refused = Counter(

@@ -8,7 +8,7 @@ import gc
 import logging
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 import uvicorn
 
@@ -27,6 +27,7 @@ from gateway.store.database import Database
 from gateway.store.ingest import IngestItem, trim_frame_rings
 from gateway.store.writer import GroupCommitWriter
 from gateway.web.app import create_app
+from gateway.web.context import WebContext
 from protocols.events import Alarm, AlarmType
 
 log = logging.getLogger("gateway")
@@ -133,6 +134,7 @@ class Gateway:
         self.writer.start()
         await self._trim_frame_rings()
         self.activation = self._start_activation(self.db)
+        await self.activation.start()
         self.pipeline = Pipeline(
             settings.protocols, max_frame_bytes=settings.tcp.max_frame_bytes,
             max_frames_per_s=settings.tcp.max_frames_per_s, metrics=self.metrics,
@@ -154,12 +156,14 @@ class Gateway:
             if settings.mqtt.publish_events:
                 self.events = EventPublisher(settings.mqtt, mqtt.publish,
                                              lambda: mqtt.state == "up", self.db, self.metrics,
-                                             instance=settings.instance_name)
+                                             instance=self.instance)
                 await self.events.start()
-        app = create_app(self)
+        app = create_app(self._web_context(self.activation, self.db))
+        # proxy_headers off: uvicorn would believe X-Forwarded-For from any loopback peer;
+        # the web app reads it only from http.trusted_proxies (rule 27).
         config = uvicorn.Config(
             app, host=settings.http.host, port=settings.http.port, log_config=None,
-            lifespan="off", access_log=False)
+            lifespan="off", access_log=False, proxy_headers=False)
         self._web = _EmbeddedUvicorn(config)
         http_sock.listen(2048)  # only now: health checks reaching it find the gateway started
         self._web_task = asyncio.create_task(self._web.serve(sockets=[http_sock]))
@@ -185,8 +189,27 @@ class Gateway:
         key = load_server_key(settings.activation.server_key,
                               settings.activation.server_key_file)
         return ActivationService(db, settings.activation, settings.notify,
-                                 build_notifier(settings.notify), key,
-                                 on_comparison=self.metrics.code_comparisons.inc)
+                                 build_notifier(settings.notify), key, metrics=self.metrics)
+
+    def _web_context(self, activation: ActivationService, db: Database) -> WebContext:
+        """What the web app needs, and nothing else of the gateway."""
+
+        health = self.health
+        assert health is not None and self.pipeline is not None
+        pipeline = self.pipeline
+
+        def online_devices() -> Collection[str]:
+            return pipeline.online.keys()
+
+        def refresh_metrics() -> None:
+            if self.writer is not None:
+                self.metrics.store_pending.set(self.writer.pending)
+
+        settings = self.settings
+        return WebContext(
+            activation=activation, db=db, http=settings.http, admin=settings.admin,
+            metrics_settings=settings.metrics, metrics=self.metrics, health=health.live,
+            ready=health.ready, online_devices=online_devices, refresh_metrics=refresh_metrics)
 
     def on_stored(self, item: IngestItem) -> None:
         """A transport's item was committed: a stored SOS is the device signal of a claim.
@@ -236,6 +259,7 @@ class Gateway:
             await asyncio.gather(*list(self._signal_tasks), return_exceptions=True)
         if self.activation is not None:
             await self.activation.drain()
+            await self.activation.close()
         if self._web is not None and self._web_task is not None and not self._web_task.done():
             self._web.should_exit = True
             await self._web_task

@@ -66,7 +66,8 @@ def load_server_key(configured: str, key_file: str) -> bytes:
             raise ValueError(f"{path} holds a key shorter than 32 characters: delete it to "
                              "have a new one generated")
         return key.encode()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     key = secrets.token_hex(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:

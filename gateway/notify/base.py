@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 log = logging.getLogger("gateway.notify")
 
 #: Why a message is sent. The first three carry a one-time code, the notices do not.
-PURPOSES = ("activation", "sign_in", "release", "claimed_notice", "released_notice")
+PURPOSES = ("activation", "sign_in", "release", "claimed_notice", "released_notice",
+            "locked_notice")
 
 _SUBJECTS = {
     "activation": "Your device activation code",
@@ -18,6 +20,7 @@ _SUBJECTS = {
     "release": "Your code to release a device",
     "claimed_notice": "A device was activated",
     "released_notice": "A device was released",
+    "locked_notice": "Activation of your device is paused",
 }
 
 
@@ -29,6 +32,8 @@ class Message:
     purpose: str
     imei: str | None
     code: str | None = None
+    #: Until when a lock holds (`locked_notice`).
+    until: datetime | None = None
 
     @property
     def kind(self) -> str:
@@ -45,6 +50,12 @@ class Message:
         if self.purpose == "claimed_notice":
             return (f"Device {self.imei} was just activated by an account. If this was not "
                     "you, contact your dealer or the gateway's administrator.")
+        if self.purpose == "locked_notice":
+            until = self.until.strftime("%Y-%m-%d %H:%M UTC") if self.until else "later"
+            return (f"Device {self.imei} got too many wrong activation codes or claim keys, so "
+                    f"activating it is paused until {until}. If this was not you, somebody "
+                    "may be trying to take it: keep its claim key private and contact your "
+                    "dealer or the gateway's administrator.")
         if self.purpose == "released_notice":
             return f"Device {self.imei} was released: it no longer belongs to your account."
         return (f"Your code{device} is {self.code}. It works once and expires soon. "

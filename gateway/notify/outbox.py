@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,12 +27,15 @@ class OutboxNotifier:
             "purpose": message.purpose,
             "imei": message.imei,
             "code": message.code,
+            "until": message.until.isoformat() if message.until else None,
             "sent_at": datetime.now(UTC).isoformat(),
         })
         async with self._lock:
             await asyncio.to_thread(self._append, line)
 
     def _append(self, line: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as handle:
+        # Owner-only: the file holds codes in clear.
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as handle:
             handle.write(line + "\n")

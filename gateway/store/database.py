@@ -20,7 +20,9 @@ and timeouts so that a vanished server is reported instead of hanging forever.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
+import stat
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -123,7 +125,7 @@ class Database:
         else:
             path = _sqlite_file(parsed)
             if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                _owner_only(path)
                 kwargs.update(pool_size=pool_size, max_overflow=max_overflow)
             # Our own busy_timeout pragma governs lock waits; the driver's own timeout must not
             # cut it short.
@@ -184,6 +186,30 @@ class Database:
     async def dispose(self) -> None:
         """Close every pooled connection."""
         await self.engine.dispose()
+
+
+def _owner_only(path: Path) -> None:
+    """Create the database file (and its folder) readable by the gateway's user only.
+
+    It holds owners' contacts, sessions and the audit log. SQLite gives its -wal and -shm files
+    the permissions of the database file. A file left readable by others by an older version is
+    tightened (and said so).
+    """
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        return
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        try:
+            path.chmod(mode & 0o700)
+        except OSError as exc:
+            log.warning("the database file is readable by other users and could not be "
+                        "restricted", extra={"path": str(path), "error": str(exc)})
+            return
+        log.warning("the database file was readable by other users: now owner-only",
+                    extra={"path": str(path), "mode": oct(mode)})
 
 
 def _setup_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:

@@ -155,10 +155,15 @@ class Owner(Base):
     #: Normalised: a lower-case e-mail address or an E.164 phone number (`+4915...`).
     contact: Mapped[str] = mapped_column(String(255), unique=True)
     created_at: Mapped[datetime]
-    #: Base32 secret of the owner's authenticator app once enrolled and confirmed.
-    totp_secret: Mapped[str | None] = mapped_column(String(64))
-    #: Secret shown as a QR code, waiting for its first code to confirm the enrolment.
-    totp_pending_secret: Mapped[str | None] = mapped_column(String(64))
+    #: Secret of the owner's authenticator app once enrolled and confirmed, encrypted with a key
+    #: derived from the server key (`gateway.activation.sealed`), never in clear.
+    totp_secret: Mapped[str | None] = mapped_column(String(255))
+    #: Secret shown as a QR code, waiting for its first code to confirm the enrolment
+    #: (encrypted the same way).
+    totp_pending_secret: Mapped[str | None] = mapped_column(String(255))
+    #: The last TOTP time step accepted for this owner: that step and earlier ones are refused
+    #: (a code is used once, RFC 6238 5.2).
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Binding(Base):
@@ -270,8 +275,26 @@ class ProvisionedDevice(Base):
     __tablename__ = "provisioned_devices"
 
     imei: Mapped[str] = mapped_column(String(15), primary_key=True)
-    contact: Mapped[str] = mapped_column(String(255))
+    #: The buyer's contact (codes go there, the device is bound to its account); or NULL.
+    contact: Mapped[str | None] = mapped_column(String(255))
     provisioned_at: Mapped[datetime]
+    #: HMAC(server key, IMEI + claim key) of the key printed on the device's label, or NULL.
+    claim_key_hmac: Mapped[str | None] = mapped_column(String(64))
+
+
+class DeviceLock(Base):
+    """Self-service claiming of an IMEI held back after too many failures (rules 7, 31).
+
+    A lock lapses by itself at `locked_until`; each new lock of the same IMEI lasts longer
+    (`activation.lock_durations_s`). `locks` counts them until a successful claim.
+    """
+
+    __tablename__ = "device_locks"
+
+    imei: Mapped[str] = mapped_column(String(15), primary_key=True)
+    locks: Mapped[int] = mapped_column(Integer)
+    locked_at: Mapped[datetime]
+    locked_until: Mapped[datetime]
 
 
 class Challenge(Base):
@@ -292,8 +315,11 @@ class Challenge(Base):
     deliver_to: Mapped[str] = mapped_column(String(255))
     #: The claimant's own contact: the account the device is bound to (activation).
     claimant: Mapped[str] = mapped_column(String(255))
-    #: How possession is proven: contact_of_record, device_signal, contact_only, owner, totp.
+    #: How possession is proven: contact_of_record, claim_key, device_signal, contact_only,
+    #: none (nothing can prove it: never succeeds), owner, totp.
     proof: Mapped[str] = mapped_column(String(24))
+    #: The claimant typed a claim key (the hint they see depends only on what they typed).
+    with_key: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
     #: True when the flow can never succeed (owned or locked device, unknown account): it
     #: answers like the others but sends nothing.
     decoy: Mapped[bool]
@@ -309,7 +335,8 @@ class Challenge(Base):
     #: End of the device-signal window, then of the current code's validity.
     expires_at: Mapped[datetime]
     client_addr: Mapped[str | None] = mapped_column(String(64))
-    #: Delivery of the last code: sending, sent or failed (with `delivery_error`).
+    #: Delivery of the last code: sending, sent, failed (with `delivery_error`) or capped
+    #: (not sent: the destination had too many codes).
     delivery: Mapped[str | None] = mapped_column(String(16))
     delivery_error: Mapped[str | None] = mapped_column(Text)
 
@@ -345,7 +372,8 @@ class FailureCounter(Base):
     """Failed checks (and started flows) per scope and key, for locks, caps and rate limits.
 
     Scopes: `device` (consecutive failures, never windowed), `account`, `client` (failures in a
-    window), `start` (flows started by a client address in a minute).
+    window), `start` (flows started by a client address in a minute), `dest_15min`,
+    `dest_day` (codes sent to one contact), `admin` (failed admin authentications).
     """
 
     __tablename__ = "failure_counters"

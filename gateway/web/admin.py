@@ -3,45 +3,65 @@
 from __future__ import annotations
 
 import hmac
+import logging
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, UploadFile, status
+from fastapi import APIRouter, Depends, HTTPException, Query, UploadFile, status
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
-from gateway.activation import ActivationService, InvalidInput
-from gateway.activation import audit as audit_log
-from gateway.activation.csv_import import import_csv
-from gateway.store import queries
-from gateway.store.database import Database
+from gateway.activation import InvalidInput
+from gateway.activation.claim_keys import format_claim_key
+from gateway.activation.engine import utcnow
+from gateway.store import audit as audit_log
+from gateway.store import counters, queries
 from gateway.store.models import DeviceState
+from gateway.web.context import WebContext
+from gateway.web.deps import ClientAddr, Context, Db, Provision
+
+log = logging.getLogger("gateway.web")
 
 _bearer = HTTPBearer(auto_error=False)
 
 
-def _require_admin(
-    request: Request,
+async def check_token(
+    ctx: WebContext, expected: str, given: str | None, client: str | None, what: str
+) -> None:
+    """Compare a bearer token in constant time; failures are logged, counted and throttled
+    per client address (rule 30): past `admin.max_failures_per_minute`, 429 without a
+    comparison."""
+    limit = ctx.admin.max_failures_per_minute
+    now = utcnow()
+    async with ctx.db.engine.connect() as conn:
+        failures = await counters.current(conn, "admin", client or "-", now, 60)
+    if failures >= limit:
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
+                            f"too many wrong tokens from your address: wait a minute ({what})",
+                            headers={"Retry-After": "60"})
+    if hmac.compare_digest((given or "").encode(), expected.encode()):
+        return
+    async with ctx.db.begin() as conn:
+        failures, _ = await counters.bump(conn, "admin", client or "-", now, 60)
+    ctx.metrics.admin_auth_failures.inc()
+    log.warning("authentication failed", extra={"what": what, "remote": client,
+                                                "failures_last_minute": failures})
+    raise HTTPException(status.HTTP_401_UNAUTHORIZED, f"send Authorization: Bearer <{what}>",
+                        headers={"WWW-Authenticate": "Bearer"})
+
+
+async def _require_admin(
+    ctx: Context, client: ClientAddr,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
-    token = request.app.state.gateway.settings.admin.token
+    token = ctx.admin.token
     if not token:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
             "the admin API is disabled: set admin.token (GATEWAY_ADMIN__TOKEN) to enable it")
-    given = credentials.credentials if credentials is not None else ""
-    if not hmac.compare_digest(given.encode(), token.encode()):
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, "send Authorization: Bearer <admin.token>",
-            headers={"WWW-Authenticate": "Bearer"})
-
-
-def _db(request: Request) -> Database:
-    db: Database | None = request.app.state.gateway.db
-    if db is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the database is not connected")
-    return db
+    await check_token(ctx, token, credentials.credentials if credentials else None, client,
+                      "admin.token")
 
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"], dependencies=[Depends(_require_admin)])
@@ -92,7 +112,7 @@ def _device_out(device: queries.DeviceInfo) -> DeviceOut:
 
 @router.get("/devices")
 async def list_devices(
-    db: Annotated[Database, Depends(_db)],
+    db: Db,
     state: Annotated[DeviceState | None, Query(description="unclaimed, claimed or locked")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -118,51 +138,47 @@ def _frame_out(f: queries.FrameInfo) -> FrameOut:
                     text=f.raw.decode("ascii", "backslashreplace"), hex=f.raw.hex())
 
 
-def _activation(request: Request) -> ActivationService:
-    activation: ActivationService | None = request.app.state.gateway.activation
-    if activation is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the gateway is starting")
-    return activation
-
-
 class ProvisionIn(BaseModel):
     imei: str
-    #: The buyer's e-mail address or phone number (E.164): where activation codes will go.
-    contact: str
+    #: The buyer's e-mail address or phone number (E.164): where activation codes will go,
+    #: and whose account the device joins.
+    contact: str | None = None
+    #: The claim key printed on the device's label, or `"generate"` for a new random one
+    #: (returned once in the answer, never again: only its HMAC is kept).
+    claim_key: str | None = None
 
 
 @router.post("/devices", status_code=201)
-async def provision_device(
-    body: ProvisionIn, activation: Annotated[ActivationService, Depends(_activation)]
-) -> JSONResponse:
-    """Register a device's contact of record (before or after it first connects)."""
+async def provision_device(body: ProvisionIn, provisioning: Provision) -> JSONResponse:
+    """Register a device's contact of record and/or claim key (before or after it first
+    connects)."""
     try:
-        contact = await activation.provision(body.imei, body.contact)
+        done = await provisioning.provision(body.imei, body.contact, body.claim_key)
     except InvalidInput as exc:
         return JSONResponse({"detail": exc.message, "field": exc.field}, status_code=422)
-    return JSONResponse({"imei": body.imei.strip(), "contact_of_record": contact},
-                        status_code=201)
+    out: dict[str, Any] = {"imei": done.imei, "contact_of_record": done.contact,
+                           "claim_key_set": done.claim_key_set}
+    if done.generated_claim_key is not None:
+        out["claim_key"] = format_claim_key(done.generated_claim_key)
+    return JSONResponse(out, status_code=201)
 
 
 @router.post("/devices/import")
-async def import_devices(
-    file: UploadFile, activation: Annotated[ActivationService, Depends(_activation)]
-) -> dict[str, Any]:
-    """Provision many devices from a CSV file with the columns `imei,contact` (a header row is
-    optional). Good rows are registered; bad ones are listed with their line and the reason."""
+async def import_devices(file: UploadFile, provisioning: Provision) -> dict[str, Any]:
+    """Provision many devices from a CSV file with the columns `imei,contact[,claim_key]` (a
+    header row naming them is optional). Good rows are registered; bad ones are listed with
+    their line and the reason."""
     text = (await file.read()).decode("utf-8-sig", "replace")
-    result = await import_csv(activation, text)
+    result = await provisioning.import_csv(text)
     return {"provisioned": result.provisioned,
             "errors": [{"line": e.line, "detail": e.detail} for e in result.errors]}
 
 
 @router.post("/devices/{imei}/unlock")
-async def unlock_device(
-    imei: str, activation: Annotated[ActivationService, Depends(_activation)]
-) -> JSONResponse:
-    """Let a device locked after too many failed codes be claimed again."""
+async def unlock_device(imei: str, provisioning: Provision) -> JSONResponse:
+    """Let a locked device be claimed again now (a lock also lapses by itself)."""
     try:
-        was_locked = await activation.unlock(imei)
+        was_locked = await provisioning.unlock(imei)
     except InvalidInput as exc:
         return JSONResponse({"detail": exc.message, "field": exc.field}, status_code=422)
     return JSONResponse({"imei": imei, "was_locked": was_locked, "state": "unlocked"})
@@ -170,7 +186,7 @@ async def unlock_device(
 
 @router.get("/audit")
 async def read_audit(
-    db: Annotated[Database, Depends(_db)],
+    db: Db,
     imei: str | None = None,
     action: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -186,7 +202,7 @@ async def read_audit(
 @router.get("/devices/{imei}/frames")
 async def device_frames(
     imei: str,
-    db: Annotated[Database, Depends(_db)],
+    db: Db,
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
 ) -> dict[str, Any]:
     """The device's most recent raw frames, newest first, for installer diagnostics."""

@@ -12,27 +12,34 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from gateway.activation import ActivationService, Failure, InvalidInput, RateLimited
-from gateway.activation.service import SignedIn
+from gateway.activation import Failure, InvalidInput, RateLimited, SignedIn
+from gateway.activation.engine import CodeEngine
+from gateway.web.context import WebContext
 from gateway.web.deps import (
     SESSION_COOKIE,
-    client_addr,
+    Account,
+    Claims,
+    ClientAddr,
+    Context,
+    SignIn,
     failed,
     invalid_input,
     rate_limited,
-    service,
+    same_origin_json,
     set_session_cookie,
 )
 
-router = APIRouter(prefix="/api/v1", tags=["activation"])
-
-Service = Annotated[ActivationService, Depends(service)]
+router = APIRouter(prefix="/api/v1", tags=["activation"],
+                   dependencies=[Depends(same_origin_json)])
 
 
 class ClaimIn(BaseModel):
     imei: str
-    #: The claimant's e-mail address or phone number (E.164, `+...`): their account.
+    #: The claimant's e-mail address or phone number (E.164, `+...`): their account, unless
+    #: a dealer registered a contact of record for the device (then that contact's account).
     contact: str
+    #: The claim key printed on the device's label (`K7M2Q-9XHCD`), if it has one.
+    claim_key: str | None = None
 
 
 class StartedOut(BaseModel):
@@ -48,7 +55,8 @@ class StatusOut(BaseModel):
     expires_at: datetime
     hint: str
     attempts_left: int
-    #: Delivery of the last code: sending, sent or failed (then `hint` says what to do).
+    #: `sent` once a code is due (whether it reached anyone is not shown: see
+    #: docs/activation.md); null while waiting for the device or with an authenticator app.
     delivery: str | None
 
 
@@ -89,26 +97,27 @@ def _bearer(authorization: str | None) -> str:
     return ""
 
 
-def _signed_in(request: Request, signed: SignedIn) -> JSONResponse:
+def _signed_in(ctx: WebContext, signed: SignedIn) -> JSONResponse:
     body = VerifiedOut(
         device=DeviceRef(imei=signed.imei) if signed.imei else None, owner=signed.contact,
         session_expires_at=signed.session_expires_at)
     response = JSONResponse(body.model_dump(mode="json"))
     max_age = int((signed.session_expires_at - datetime.now(signed.session_expires_at.tzinfo))
                   .total_seconds())
-    set_session_cookie(response, request, signed.session_token, max_age)
+    set_session_cookie(response, ctx, signed.session_token, max_age)
     return response
 
 
 @router.post("/activations", status_code=202, response_model=StartedOut,
              responses={422: {"description": "malformed IMEI or contact"},
                         429: {"description": "rate limited (see Retry-After)"}})
-async def start_activation(body: ClaimIn, request: Request, activation: Service) -> JSONResponse:
+async def start_activation(body: ClaimIn, claims: Claims, client: ClientAddr) -> JSONResponse:
     """Start claiming a device. Same answer whatever the device's state (unknown, unclaimed,
-    owned, locked): the code goes to the device's contact of record, or to `contact` once the
-    device's SOS signal arrived; an owned or locked device never gets a code."""
+    owned, locked) and whether `claim_key` is right: the code goes to the device's contact of
+    record, else to `contact` when `claim_key` is the device's; an owned or locked device, or
+    one without any proof, never gets a code."""
     try:
-        started = await activation.start_claim(body.imei, body.contact, client_addr(request))
+        started = await claims.start(body.imei, body.contact, client, body.claim_key)
     except InvalidInput as exc:
         return invalid_input(exc)
     except RateLimited as exc:
@@ -121,12 +130,12 @@ async def start_activation(body: ClaimIn, request: Request, activation: Service)
 @router.get("/activations/{activation_id}", response_model=StatusOut,
             responses={400: {"description": "unknown activation or wrong token"}})
 async def activation_status(
-    activation_id: str, activation: Service,
+    activation_id: str, ctx: Context,
     authorization: Annotated[str | None, Header()] = None,
 ) -> JSONResponse:
     """Status of a claim, for the client that started it (`Authorization: Bearer <token>`)."""
     try:
-        view = await activation.status(activation_id, _bearer(authorization))
+        view = await ctx.activation.engine.status(activation_id, _bearer(authorization))
     except Failure as exc:
         return failed(exc)
     out = StatusOut(status=view.status, expires_at=view.expires_at,  # type: ignore[arg-type]
@@ -137,32 +146,32 @@ async def activation_status(
 @router.post("/activations/{activation_id}/verify", response_model=VerifiedOut,
              responses={400: {"description": "any failure (generic)"}})
 async def verify_activation(
-    activation_id: str, body: VerifyIn, request: Request, activation: Service
+    activation_id: str, body: VerifyIn, claims: Claims, client: ClientAddr, ctx: Context
 ) -> JSONResponse:
-    """Check the code; on success the device is the claimant's and they are signed in (cookie)."""
+    """Check the code; on success the device belongs to the account of the contact the code
+    was sent to, who is signed in (cookie)."""
     try:
-        signed = await activation.verify_claim(activation_id, body.token, body.code,
-                                               client_addr(request))
+        signed = await claims.verify(activation_id, body.token, body.code, client)
     except Failure as exc:
         return failed(exc)
-    return _signed_in(request, signed)
+    return _signed_in(ctx, signed)
 
 
 @router.post("/activations/{activation_id}/resend", status_code=202,
              responses={400: {"description": "not pending or wrong token"},
                         429: {"description": "too soon or too many sends (see Retry-After)"}})
 async def resend_activation(
-    activation_id: str, body: TokenIn, request: Request, activation: Service
+    activation_id: str, body: TokenIn, ctx: Context, client: ClientAddr
 ) -> JSONResponse:
     """A new code; the previous one stops working and the attempts made still count."""
-    return await _resend(activation, activation_id, body.token, request)
+    return await _resend(ctx.activation.engine, activation_id, body.token, client)
 
 
 async def _resend(
-    activation: ActivationService, challenge_id: str, token: str, request: Request
+    engine: CodeEngine, challenge_id: str, token: str, client: str | None
 ) -> JSONResponse:
     try:
-        started = await activation.resend(challenge_id, token, client_addr(request))
+        started = await engine.resend(challenge_id, token, client)
     except RateLimited as exc:
         return rate_limited(exc)
     except Failure as exc:
@@ -174,12 +183,11 @@ async def _resend(
 @router.post("/sessions", status_code=202, response_model=SessionStartedOut,
              responses={422: {"description": "malformed contact"},
                         429: {"description": "rate limited"}})
-async def start_session(body: SessionIn, request: Request, activation: Service) -> JSONResponse:
+async def start_session(body: SessionIn, sign_in: SignIn, client: ClientAddr) -> JSONResponse:
     """Sign in: a code is sent to the contact (same answer for unknown contacts), or with
     `method: "totp"` the code comes from the owner's authenticator app."""
     try:
-        started = await activation.start_sign_in(body.contact, client_addr(request),
-                                                 body.method)
+        started = await sign_in.start(body.contact, client, body.method)
     except InvalidInput as exc:
         return invalid_input(exc)
     except RateLimited as exc:
@@ -192,31 +200,30 @@ async def start_session(body: SessionIn, request: Request, activation: Service) 
 @router.post("/sessions/{session_id}/verify", response_model=VerifiedOut,
              responses={400: {"description": "any failure (generic)"}})
 async def verify_session(
-    session_id: str, body: VerifyIn, request: Request, activation: Service
+    session_id: str, body: VerifyIn, sign_in: SignIn, client: ClientAddr, ctx: Context
 ) -> JSONResponse:
     """Check the sign-in code; 200 with the session cookie."""
     try:
-        signed = await activation.verify_sign_in(session_id, body.token, body.code,
-                                                 client_addr(request))
+        signed = await sign_in.verify(session_id, body.token, body.code, client)
     except Failure as exc:
         return failed(exc)
-    return _signed_in(request, signed)
+    return _signed_in(ctx, signed)
 
 
 @router.post("/sessions/{session_id}/resend", status_code=202)
 async def resend_session(
-    session_id: str, body: TokenIn, request: Request, activation: Service
+    session_id: str, body: TokenIn, ctx: Context, client: ClientAddr
 ) -> JSONResponse:
     """A new sign-in code (same limits as activation resends)."""
-    return await _resend(activation, session_id, body.token, request)
+    return await _resend(ctx.activation.engine, session_id, body.token, client)
 
 
 @router.delete("/sessions/current", status_code=204)
-async def sign_out(request: Request, activation: Service) -> JSONResponse:
+async def sign_out(request: Request, account: Account) -> JSONResponse:
     """Sign out: the session ends on the server too."""
     token = request.cookies.get(SESSION_COOKIE)
     if token:
-        await activation.end_session(token)
+        await account.end_session(token)
     response = JSONResponse(None, status_code=204)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response

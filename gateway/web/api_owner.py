@@ -6,25 +6,29 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import segno
-from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from gateway.activation import ActivationService, Failure, InvalidInput, RateLimited
-from gateway.activation.owners import OwnedDevice, owned_devices, owner_positions
-from gateway.activation.service import OwnerInfo
+from gateway.activation import Failure, InvalidInput, OwnerInfo, RateLimited
+from gateway.store.database import Database
+from gateway.store.owned import OwnedDevice, owned_devices, owner_positions
+from gateway.web.context import WebContext
 from gateway.web.deps import (
-    client_addr,
+    Account,
+    ClientAddr,
+    Context,
+    Db,
+    Releases,
     failed,
     invalid_input,
     rate_limited,
     require_owner,
-    service,
+    same_origin_json,
 )
 
-router = APIRouter(prefix="/api/v1", tags=["owner"])
+router = APIRouter(prefix="/api/v1", tags=["owner"], dependencies=[Depends(same_origin_json)])
 
-Service = Annotated[ActivationService, Depends(service)]
 Owner = Annotated[OwnerInfo, Depends(require_owner)]
 
 
@@ -73,9 +77,8 @@ class ReleaseIn(BaseModel):
     code: str
 
 
-def device_out(request: Request, device: OwnedDevice) -> OwnedDeviceOut:
-    tcp = request.app.state.gateway.tcp
-    online = device.current and tcp is not None and device.imei in tcp.connected_devices()
+def device_out(ctx: WebContext, device: OwnedDevice) -> OwnedDeviceOut:
+    online = device.current and device.imei in ctx.online_devices()
     fix = device.last_fix
     return OwnedDeviceOut(
         imei=device.imei, protocol=device.protocol,
@@ -87,37 +90,35 @@ def device_out(request: Request, device: OwnedDevice) -> OwnedDeviceOut:
             course_deg=fix.course_deg, valid=fix.valid))
 
 
-async def one_device(activation: ActivationService, owner: OwnerInfo, imei: str) -> OwnedDevice:
+async def one_device(db: Database, owner: OwnerInfo, imei: str) -> OwnedDevice:
     """The owner's device `imei` (current or released); 404 for anybody else's."""
-    found = await owned_devices(activation.db, owner.id, imei)
+    found = await owned_devices(db, owner.id, imei)
     if not found:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"you have no device {imei}")
     return found[0]
 
 
 @router.get("/devices")
-async def list_devices(request: Request, owner: Owner, activation: Service) -> dict[str, Any]:
+async def list_devices(owner: Owner, db: Db, ctx: Context) -> dict[str, Any]:
     """Your devices: current ones first, then released ones (whose history stays yours)."""
-    devices = await owned_devices(activation.db, owner.id)
-    return {"devices": [device_out(request, d) for d in devices]}
+    devices = await owned_devices(db, owner.id)
+    return {"devices": [device_out(ctx, d) for d in devices]}
 
 
 @router.get("/devices/{imei}", response_model=OwnedDeviceOut)
-async def get_device(
-    imei: str, request: Request, owner: Owner, activation: Service
-) -> OwnedDeviceOut:
-    return device_out(request, await one_device(activation, owner, imei))
+async def get_device(imei: str, owner: Owner, db: Db, ctx: Context) -> OwnedDeviceOut:
+    return device_out(ctx, await one_device(db, owner, imei))
 
 
 @router.get("/devices/{imei}/positions")
 async def device_positions(
-    imei: str, owner: Owner, activation: Service,
+    imei: str, owner: Owner, db: Db,
     since: datetime | None = None, until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
 ) -> dict[str, Any]:
     """Positions recorded while the device was yours, oldest first (since <= fix_time < until)."""
-    device = await one_device(activation, owner, imei)
-    positions = await owner_positions(activation.db, device.binding_ids, since=since,
+    device = await one_device(db, owner, imei)
+    positions = await owner_positions(db, device.binding_ids, since=since,
                                       until=until, limit=limit)
     return {"imei": device.imei, "positions": [
         PositionOut(fix_time=p.fix_time, received_at=p.received_at, lat=p.lat, lon=p.lon,
@@ -129,14 +130,14 @@ async def device_positions(
 @router.post("/devices/{imei}/release", status_code=202,
              responses={404: {"description": "not your device"}})
 async def start_release(
-    imei: str, request: Request, owner: Owner, activation: Service,
+    imei: str, owner: Owner, releases: Releases, client: ClientAddr,
     body: Annotated[ReleaseStartIn | None, Body()] = None,
 ) -> JSONResponse:
     """Step 1 of a release: a fresh code is sent to you (or use your authenticator app).
     Then `DELETE /api/v1/devices/{imei}` with `{challenge_id, token, code}`."""
     method = body.method if body is not None else "code"
     try:
-        started = await activation.start_release(owner, imei, client_addr(request), method)
+        started = await releases.start(owner, imei, client, method)
     except InvalidInput as exc:
         return invalid_input(exc)
     except RateLimited as exc:
@@ -152,16 +153,15 @@ async def start_release(
                responses={400: {"description": "any failure (generic)"},
                           404: {"description": "not your device"}})
 async def release_device(
-    imei: str, body: ReleaseIn, request: Request, owner: Owner, activation: Service
+    imei: str, body: ReleaseIn, owner: Owner, releases: Releases, db: Db, client: ClientAddr
 ) -> JSONResponse:
     """Release your device, confirmed by the code of `POST .../release`: it becomes unclaimed;
     positions recorded while it was yours stay yours."""
-    device = await one_device(activation, owner, imei)
+    device = await one_device(db, owner, imei)
     if not device.current:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"device {imei} is no longer yours")
     try:
-        await activation.release(owner, imei, body.challenge_id, body.token, body.code,
-                                 client_addr(request))
+        await releases.confirm(owner, imei, body.challenge_id, body.token, body.code, client)
     except InvalidInput as exc:
         return invalid_input(exc)
     except Failure as exc:
@@ -179,17 +179,17 @@ async def account(owner: Owner) -> dict[str, Any]:
 
 
 @router.post("/account/totp")
-async def totp_enrol(owner: Owner, activation: Service) -> dict[str, Any]:
+async def totp_enrol(owner: Owner, account: Account) -> dict[str, Any]:
     """Start enrolling an authenticator app: scan `qr_svg` (or type `uri`), then confirm."""
-    uri = await activation.totp_begin(owner)
+    uri = await account.totp_begin(owner)
     return {"uri": uri, "qr_svg": segno.make(uri).svg_inline(scale=4)}
 
 
 @router.post("/account/totp/confirm")
 async def totp_confirm(
-    body: TotpCodeIn, request: Request, owner: Owner, activation: Service
+    body: TotpCodeIn, owner: Owner, account: Account, client: ClientAddr
 ) -> JSONResponse:
     """The first code of the app turns it on (400 if it is wrong: scan again or retry)."""
-    if not await activation.totp_confirm(owner, body.code, client_addr(request)):
+    if not await account.totp_confirm(owner, body.code, client):
         return failed(Failure("wrong totp"))
     return JSONResponse({"totp_enabled": True})

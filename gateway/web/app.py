@@ -1,55 +1,68 @@
 """The FastAPI application: health, metrics, the owner pages and the JSON APIs (activation,
-owner, admin)."""
+owner, admin).
+
+`create_app` takes a `WebContext` (what the web needs, built in `gateway/server.py`), never the
+gateway itself.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Annotated
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.web import admin, api_activation, api_owner, pages
+from gateway.web.context import WebContext
+from gateway.web.deps import ClientAddr, Context
+from gateway.web.security import BodyLimit, SecurityHeaders
 
-if TYPE_CHECKING:
-    from gateway.server import Gateway
+_bearer = HTTPBearer(auto_error=False)
 
 
-def create_app(gateway: Gateway) -> FastAPI:
+def create_app(ctx: WebContext) -> FastAPI:
     app = FastAPI(
         title="tracker-gateway",
         description="GPS tracker gateway with device activation by one-time codes.",
         version="0.1.0",
     )
-    app.state.gateway = gateway
+    app.state.context = ctx
 
     @app.get("/healthz", tags=["operations"])
-    async def healthz() -> JSONResponse:
+    async def healthz(ctx: Context) -> JSONResponse:
         """200 when the gateway can store and acknowledge data, 503 (with details) when not.
         Answers within a second whatever the database does."""
-        if gateway.health is None:
-            return JSONResponse({"status": "starting"}, status_code=503)
-        ok, body = await gateway.health.live()
-        return JSONResponse(body, status_code=200 if ok else 503)
+        healthy, body = await ctx.health()
+        return JSONResponse(body, status_code=200 if healthy else 503)
 
     @app.get("/readyz", tags=["operations"])
-    async def readyz() -> JSONResponse:
+    async def readyz(ctx: Context) -> JSONResponse:
         """For load balancers: 200 while this instance should get devices (listeners up,
         database answering, not shutting down), 503 otherwise."""
-        if gateway.health is None:
-            return JSONResponse({"ready": False}, status_code=503)
-        ok, body = await gateway.health.ready()
-        return JSONResponse(body, status_code=200 if ok else 503)
+        ready, body = await ctx.ready()
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics", tags=["operations"])
-    async def metrics() -> Response:
-        """Prometheus text format."""
-        if gateway.writer is not None:
-            gateway.metrics.store_pending.set(gateway.writer.pending)
-        return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    async def metrics(
+        ctx: Context, client: ClientAddr,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Response:
+        """Prometheus text format (with `metrics.token` set: `Authorization: Bearer <token>`)."""
+        if ctx.metrics_settings.token:
+            await admin.check_token(ctx, ctx.metrics_settings.token,
+                                    credentials.credentials if credentials else None, client,
+                                    "metrics.token")
+        ctx.refresh_metrics()
+        return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(admin.router)
     app.include_router(api_activation.router)
     app.include_router(api_owner.router)
     pages.install(app)
+    # Outermost last: security headers on every answer, the 413 included.
+    app.add_middleware(BodyLimit, max_body_bytes=ctx.http.max_body_bytes,
+                       max_upload_bytes=ctx.http.max_upload_bytes)
+    app.add_middleware(SecurityHeaders)
     return app

@@ -114,11 +114,12 @@ async def test_sms_delivery_over_http(
     assert request["auth"].startswith("Basic ")
     code = re.search(r"\b(\d{6})\b", request["form"]["Body"]).group(1)
     view = await status_of(act.http, started)
-    assert view["hint"] == "Code sent to +44*******456."
+    # The hint never shows the contact of record (rule 12: it would tell provisioned IMEIs).
+    assert "+447911123456" not in view["hint"] and "456" not in view["hint"]
     assert (await verify(act.http, started, code)).status_code == 200
 
 
-async def test_failed_delivery_is_retried_then_shown_on_the_challenge(
+async def test_failed_delivery_is_retried_then_shown_to_the_admin_not_the_claimant(
     start_act: StartAct, db: Database, sms: tuple[str, type[SmsProvider]]
 ) -> None:
     url, provider = sms
@@ -134,15 +135,40 @@ async def test_failed_delivery_is_retried_then_shown_on_the_challenge(
     await act.drain()
     assert len(provider.received) == 3
     view = await status_of(act.http, started)
+    # A claimant sees what a decoy shows: a failure only real sends can have would tell them
+    # the IMEI has a contact of record (rule 12). The admin sees it in the audit log.
     assert view["status"] == "pending"
-    assert view["delivery"] == "failed"
-    assert "could not deliver" in view["hint"]
+    assert view["delivery"] == "sent"
     # An e-mail contact with the SMTP server down: same, and the API still answers.
     other = imei(403)
     await act.admin.post("/api/v1/admin/devices", json={"imei": other, "contact": "x@example.com"})
     started = await start_claim(act.http, other, "claimant@example.com")
     await act.drain()
-    assert (await status_of(act.http, started))["delivery"] == "failed"
+    assert (await status_of(act.http, started))["delivery"] == "sent"
     audit = (await act.admin.get("/api/v1/admin/audit", params={"action": "send"})).json()
-    assert {e["outcome"] for e in audit["entries"]} == {"failed"}
+    assert [e["outcome"] for e in audit["entries"]] == ["failed", "failed"]
+    assert all("Error" in e["detail"]["error"] for e in audit["entries"])
     await asyncio.sleep(0)
+
+
+async def test_a_failed_release_code_is_shown_to_its_signed_in_owner(
+    start_act: StartAct, db: Database, sms: tuple[str, type[SmsProvider]]
+) -> None:
+    url, provider = sms
+    act = await start_act(notify={"channel": "sms", "sms_url": url, "attempts": 2,
+                                  "retry_delay_s": 0.01})
+    device = imei(404)
+    await seen(db, device)
+    await act.admin.post("/api/v1/admin/devices", json={"imei": device,
+                                                        "contact": "+447911123456"})
+    started = await start_claim(act.http, device, "claimant@example.com")
+    await act.drain()
+    code = re.search(r"\b(\d{6})\b", provider.received[-1]["form"]["Body"]).group(1)
+    assert (await verify(act.http, started, code)).status_code == 200
+    provider.answer = 503
+    release = (await act.http.post(f"/api/v1/devices/{device}/release", json={})).json()
+    await act.drain()
+    view = await status_of(act.http, {"activation_id": release["challenge_id"],
+                                      "token": release["token"]})
+    assert view["delivery"] == "failed"
+    assert "could not deliver" in view["hint"]

@@ -12,7 +12,7 @@ from gateway.store.queries import current_binding
 from protocols import get_codec
 from protocols.codec import Fix
 
-from .conftest import Act, imei, start_claim, status_of, verify
+from .conftest import Act, StartAct, imei, start_claim, status_of, verify
 
 OWNER = "owner@example.com"
 
@@ -24,6 +24,12 @@ async def wait_status(act: Act, started: dict, status: str) -> dict:
             return view
         await asyncio.sleep(0.02)
     raise AssertionError(f"status stayed {view['status']}, expected {status}")
+
+
+@pytest.fixture
+async def act(start_act: StartAct) -> Act:
+    """Device signals are opt-in (activation.allow_device_signal)."""
+    return await start_act(activation={"allow_device_signal": True})
 
 
 @pytest.mark.parametrize("protocol", ["gps103", "tk103", "gl300"])

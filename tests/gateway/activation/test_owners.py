@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyotp
@@ -62,10 +63,16 @@ async def test_sign_in_with_a_code_and_unknown_contacts_answer_alike(
         assert (await browser.get("/api/v1/devices")).status_code == 401
 
 
+def step_code(secret: str, offset: int) -> str:
+    """The app's code `offset` time steps from now (the gateway accepts one step of drift, and
+    each step once: rule 26)."""
+    return pyotp.TOTP(secret).at(time.time() + 30 * offset)
+
+
 async def test_totp_enrolment_sign_in_and_release(act: Act, db: Database) -> None:
     device = imei(502)
     await claim(act, db, device)
-    enrol = (await act.http.post("/api/v1/account/totp")).json()
+    enrol = (await act.http.post("/api/v1/account/totp", json={})).json()
     assert enrol["qr_svg"].startswith("<svg")
     secret = pyotp.parse_uri(enrol["uri"]).secret
     wrong = await act.http.post("/api/v1/account/totp/confirm", json={"code": "000000"})
@@ -73,7 +80,7 @@ async def test_totp_enrolment_sign_in_and_release(act: Act, db: Database) -> Non
         wrong = await act.http.post("/api/v1/account/totp/confirm", json={"code": "0000001"})
     assert wrong.status_code == 400
     assert (await act.http.post("/api/v1/account/totp/confirm",
-                                json={"code": pyotp.TOTP(secret).now()})).status_code == 200
+                                json={"code": step_code(secret, -1)})).status_code == 200
     assert (await act.http.get("/api/v1/account")).json()["totp_enabled"] is True
 
     async with act.client() as phone:
@@ -84,13 +91,13 @@ async def test_totp_enrolment_sign_in_and_release(act: Act, db: Database) -> Non
         assert len(act.messages()) == sent  # nothing sent: the app is the second factor
         answer = await phone.post(f"/api/v1/sessions/{started['session_id']}/verify",
                                   json={"token": started["token"],
-                                        "code": pyotp.TOTP(secret).now()})
+                                        "code": step_code(secret, 0)})
         assert answer.status_code == 200
         release = (await phone.post(f"/api/v1/devices/{device}/release",
                                     json={"method": "totp"})).json()
         answer = await phone.request("DELETE", f"/api/v1/devices/{device}", json={
             "challenge_id": release["challenge_id"], "token": release["token"],
-            "code": pyotp.TOTP(secret).now()})
+            "code": step_code(secret, 1)})
         assert answer.status_code == 200, answer.text
     assert await current_binding(db, device) is None
 
@@ -101,7 +108,7 @@ async def test_release_needs_a_fresh_code_and_only_the_owner_can(act: Act, db: D
     async with act.client() as stranger:
         assert (await stranger.request("DELETE", f"/api/v1/devices/{device}", json={
             "challenge_id": "x", "token": "y", "code": "123456"})).status_code == 401
-    started = (await act.http.post(f"/api/v1/devices/{device}/release")).json()
+    started = (await act.http.post(f"/api/v1/devices/{device}/release", json={})).json()
     code = await act.code_for(ALICE, "release")
     bad = await act.http.request("DELETE", f"/api/v1/devices/{device}", json={
         "challenge_id": started["challenge_id"], "token": started["token"],
@@ -149,7 +156,7 @@ def test_cli_provision_import_unlock_audit(tmp_path: Path, store_url: str) -> No
     done = gateway("provision", imei(520), "Dealer@Example.com")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"imei": imei(520), "contact_of_record":
-                                       "dealer@example.com"}
+                                       "dealer@example.com", "claim_key_set": False}
     wrong = gateway("provision", "12345", "x@example.com")
     assert wrong.returncode == 1 and "15 digits" in wrong.stderr
     (tmp_path / "d.csv").write_text(f"{imei(521)},a@example.com\nbad,row\n")

@@ -186,7 +186,9 @@ async def test_rule07_hundred_failures_lock_the_device_until_an_admin_unlocks(
     start_act: StartAct, db: Database
 ) -> None:
     act = await start_act(activation={"max_failures_per_account": 1000,
-                                      "max_failures_per_client": 1000})
+                                      "max_failures_per_client": 1000,
+                                      "max_codes_per_destination_15min": 1000,
+                                      "max_codes_per_destination_day": 1000})
     device = imei(8)
     await seen(db, device)
     await provisioned(act, device)
@@ -270,7 +272,7 @@ async def test_rule09_rule17_codes_never_in_the_database_or_logs_and_everything_
     first = await act.code_for(ALICE)
     assert (await verify(act.http, started, wrong(first))).status_code == 400
     assert (await verify(act.http, started, first)).status_code == 200
-    release = await act.http.post(f"/api/v1/devices/{device}/release")
+    release = await act.http.post(f"/api/v1/devices/{device}/release", json={})
     second = await act.code_for(ALICE, "release")
     body = release.json()
     answer = await act.http.request("DELETE", f"/api/v1/devices/{device}", json={
@@ -329,9 +331,9 @@ async def test_rule10_comparison_uses_compare_digest(
 async def test_rule11_only_ascii_digits_leading_zeros_work(
     act: Act, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gateway.activation import service as service_module
+    from gateway.activation import engine as engine_module
 
-    monkeypatch.setattr(service_module, "new_code", lambda digits: "000123")
+    monkeypatch.setattr(engine_module, "new_code", lambda digits: "000123")
     device = imei(11)
     await seen(db, device)
     await provisioned(act, device)
@@ -378,8 +380,9 @@ async def db_lock(db: Database, device: str) -> None:
 
 @pytest.mark.parametrize("with_contact", [False, True], ids=["device_signal", "contact"])
 async def test_rule12_starting_a_claim_answers_alike_for_every_device_state(
-    act: Act, db: Database, with_contact: bool
+    start_act: StartAct, db: Database, with_contact: bool
 ) -> None:
+    act = await start_act(activation={"allow_device_signal": not with_contact})
     devices = await _four_states(act, db, 120 if with_contact else 130, with_contact)
     answers = [await act.http.post("/api/v1/activations",
                                    json={"imei": d, "contact": "mallory@example.com"})
@@ -439,8 +442,8 @@ async def test_rule14_two_concurrent_valid_claims_exactly_one_owner(
     assert sorted(a.status_code for a in answers) == [200, 400]
     binding = await current_binding(db, device)
     assert binding is not None
-    winner = ALICE if answers[0].status_code == 200 else BOB
-    assert binding.contact == winner
+    # Rule 22: whoever wins, the device joins the account of the contact of record.
+    assert binding.contact == "dealer@example.com"
     async with db.engine.connect() as conn:
         open_bindings = await conn.scalar(text(
             "SELECT count(*) FROM bindings WHERE ended_at IS NULL"))
@@ -503,7 +506,7 @@ async def test_rule18_claim_and_release_are_notified(act: Act, db: Database) -> 
     await claimed(act, db, device, ALICE)
     await act.drain()
     assert [m["to"] for m in act.messages() if m["purpose"] == "claimed_notice"] == [ALICE]
-    started = (await act.http.post(f"/api/v1/devices/{device}/release")).json()
+    started = (await act.http.post(f"/api/v1/devices/{device}/release", json={})).json()
     code = await act.code_for(ALICE, "release")
     answer = await act.http.request("DELETE", f"/api/v1/devices/{device}", json={
         "challenge_id": started["challenge_id"], "token": started["token"], "code": code})
@@ -535,7 +538,7 @@ async def test_rule19_next_owner_never_sees_the_previous_owners_positions(
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     await claimed(act, db, device, ALICE)
     await send_position(db, device, t0, lat=1.0)
-    started = (await act.http.post(f"/api/v1/devices/{device}/release")).json()
+    started = (await act.http.post(f"/api/v1/devices/{device}/release", json={})).json()
     code = await act.code_for(ALICE, "release")
     assert (await act.http.request("DELETE", f"/api/v1/devices/{device}", json={
         "challenge_id": started["challenge_id"], "token": started["token"], "code": code})
@@ -558,7 +561,8 @@ async def test_rule19_next_owner_never_sees_the_previous_owners_positions(
 
 # Rule 20 --------------------------------------------------------------------------------------
 
-async def test_rule20_challenge_states(act: Act, db: Database) -> None:
+async def test_rule20_challenge_states(start_act: StartAct, db: Database) -> None:
+    act = await start_act(activation={"allow_device_signal": True})
     device = imei(200)
     started = await start_claim(act.http, device, ALICE)
     assert started["status"] == "awaiting_device_signal"
@@ -581,7 +585,10 @@ async def test_rule20_challenge_states(act: Act, db: Database) -> None:
     assert (await status_of(act.http, started))["status"] == "approved"
 
 
-async def test_a_signal_before_the_claim_started_does_not_count(act: Act, db: Database) -> None:
+async def test_a_signal_before_the_claim_started_does_not_count(
+    start_act: StartAct, db: Database
+) -> None:
+    act = await start_act(activation={"allow_device_signal": True})
     device = imei(201)
     before = datetime.now(UTC) - timedelta(seconds=5)
     started = await start_claim(act.http, device, ALICE)

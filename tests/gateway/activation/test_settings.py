@@ -12,7 +12,7 @@ import pytest
 from gateway.activation.codes import load_server_key
 from gateway.store.database import Database
 
-from .conftest import StartAct, imei, seen, start_claim, verify
+from .conftest import StartAct, imei, seen, start_claim, status_of, verify
 
 
 def test_server_key_is_created_once_with_private_permissions(tmp_path: Path) -> None:
@@ -44,7 +44,7 @@ async def test_contact_only_warns_and_sends_to_the_claimant(
 async def test_forced_device_signal_ignores_the_contact_of_record(
     start_act: StartAct, db: Database
 ) -> None:
-    act = await start_act(activation={"proof": "device_signal"})
+    act = await start_act(activation={"proof": "device_signal", "allow_device_signal": True})
     device = imei(601)
     await act.admin.post("/api/v1/admin/devices", json={"imei": device,
                                                         "contact": "dealer@example.com"})
@@ -59,8 +59,13 @@ async def test_forced_contact_of_record_without_one_never_sends(
     device = imei(602)
     started = await start_claim(act.http, device, "me@example.com")
     assert started["status"] == "pending"
-    view = (await act.http.get(f"/api/v1/activations/{started['activation_id']}",
-                               headers={"Authorization": f"Bearer {started['token']}"})).json()
-    assert "ask your dealer" in view["hint"]
+    view = await status_of(act.http, started)
+    # The same hint as a device whose dealer did register a contact (rule 12).
+    registered = imei(603)
+    await act.admin.post("/api/v1/admin/devices", json={"imei": registered,
+                                                        "contact": "dealer@example.com"})
+    other = await status_of(act.http, await start_claim(act.http, registered, "me@example.com"))
+    assert view["hint"] == other["hint"]
+    assert "claim key" in view["hint"]
     await act.drain()
-    assert act.messages() == []
+    assert [m["to"] for m in act.messages()] == ["dealer@example.com"]

@@ -16,7 +16,7 @@ from gateway.config import Settings
 from gateway.server import Gateway
 from protocols import names
 
-ADMIN_TOKEN = "test-admin-token"
+ADMIN_TOKEN = "test-admin-token-0123456789abcdef-xyz"
 
 
 def free_port() -> int:

@@ -142,7 +142,8 @@ async def test_sos_over_mqtt_is_the_activation_signal(
     from tests.gateway.mqtt.conftest import mqtt_sections, wait_up
 
     gateway = await start_gateway(mqtt=mqtt_sections(prefix),
-                                  activation={"proof": "device_signal"})
+                                  activation={"proof": "device_signal",
+                                              "allow_device_signal": True})
     await wait_up(gateway)
     encoder = get_codec("gps103").device(IMEI)
     device = await devices(IMEI)

@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 
+from gateway.store.claiming import names_device
 from gateway.store.database import Database
 from gateway.store.models import Binding, Device, StoredPosition
 from gateway.store.queries import LastFix, PositionInfo
@@ -28,9 +29,10 @@ class OwnedDevice:
 
 
 def _matches(key: str):  # type: ignore[no-untyped-def]
-    """Devices named by `key`: their id, or a 15-digit IMEI of a fixed-layout tk103 unit."""
+    """Devices named by `key`: their id, or (a 15-digit IMEI) an id their protocol derives
+    from it."""
     if len(key) == 15:
-        return or_(Device.imei == key, and_(Device.imei == key[-12:], Device.protocol == "tk103"))
+        return names_device(key)
     return Device.imei == key
 
 
