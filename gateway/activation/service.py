@@ -64,12 +64,13 @@ class ActivationService:
         return self.engine.comparisons
 
     async def start(self) -> None:
-        """In the background: seal TOTP secrets left in clear by an older version (once), and
-        lapse locks. The database may be away at start: the gateway starts anyway and this
-        is tried again later."""
-        self._lapse_task = asyncio.create_task(self._lapse_locks())
+        """Start the background upkeep. Touches no database here: the gateway starts (and
+        keeps its device ports open) while the database is down."""
+        self._lapse_task = asyncio.create_task(self._upkeep())
 
-    async def _lapse_locks(self) -> None:
+    async def _upkeep(self) -> None:
+        """Seal TOTP secrets an older version left in clear (once it works), then, every
+        minute, turn devices whose lock lapsed back into claimable ones."""
         sealed = False
         while True:
             try:
@@ -80,7 +81,8 @@ class ActivationService:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database may be away; try again later
-                log.debug("lapsed locks not released", extra={"error": str(exc)})
+                log.warning("activation upkeep failed; retrying in a minute",
+                            extra={"error": str(exc)})
             await asyncio.sleep(LAPSE_EVERY_S)
 
     async def device_signal(self, device_id: str, protocol: str, at: datetime) -> None:

@@ -40,11 +40,11 @@ def test_environment_overrides_file(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     path = tmp_path / "g.toml"
     path.write_text('[tcp]\nhost = "127.0.0.2"\n[protocols.gl300]\nport = 6004\n')
     monkeypatch.setenv("GATEWAY_PROTOCOLS__GL300__PORT", "15004")
-    monkeypatch.setenv("GATEWAY_ADMIN__TOKEN", "s3cret")
+    monkeypatch.setenv("GATEWAY_ADMIN__TOKEN", "s3cret-s3cret-s3cret-s3cret-s3cret")
     settings = load_settings(path)
     assert settings.protocols["gl300"].port == 15004
     assert settings.tcp.host == "127.0.0.2"
-    assert settings.admin.token == "s3cret"
+    assert settings.admin.token == "s3cret-s3cret-s3cret-s3cret-s3cret"
 
 
 def test_wrong_value_names_key_and_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:

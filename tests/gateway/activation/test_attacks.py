@@ -21,7 +21,7 @@ from gateway.config import ConfigError, load_settings
 from gateway.store.database import Database
 from gateway.store.models import DeviceLock, Owner
 from gateway.store.queries import bind_device, current_binding
-from tests.gateway.e2e.conftest import ADMIN_TOKEN
+from tests.gateway.e2e.conftest import ADMIN_TOKEN, eventually
 
 from .conftest import Act, StartAct, imei, seen, start_claim, status_of, verify
 
@@ -420,9 +420,13 @@ async def test_secrets_stored_in_clear_are_sealed_at_start(
         await conn.execute(Owner.__table__.insert().values(
             contact=VICTIM, created_at=datetime.now(UTC), totp_secret=secret))
     act = await start_act()
-    async with db.engine.connect() as conn:
-        stored = await conn.scalar(text("SELECT totp_secret FROM owners"))
-    assert stored.startswith("v1:") and secret not in stored
+
+    async def sealed() -> bool:
+        async with db.engine.connect() as conn:
+            stored = await conn.scalar(text("SELECT totp_secret FROM owners"))
+        return bool(stored.startswith("v1:") and secret not in stored)
+
+    await eventually(sealed)
     # And the owner's app still signs them in.
     started = (await act.http.post("/api/v1/sessions",
                                    json={"contact": VICTIM, "method": "totp"})).json()
