@@ -144,6 +144,9 @@ class Device(Base):
     )
     #: Frames received so far: the next raw frame goes to ring slot `frame_seq % N`.
     frame_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    #: The IMEI the device's own login reported, when it names itself otherwise on the wire
+    #: (a JT/T 808 terminal phone): a claim by that IMEI finds the device.
+    reported_imei: Mapped[str | None] = mapped_column(String(15), index=True)
 
 
 class Owner(Base):
@@ -280,6 +283,43 @@ class ProvisionedDevice(Base):
     provisioned_at: Mapped[datetime]
     #: HMAC(server key, IMEI + claim key) of the key printed on the device's label, or NULL.
     claim_key_hmac: Mapped[str | None] = mapped_column(String(64))
+    #: The id the device names itself by on the wire when it is not the IMEI and the device
+    #: does not report its IMEI (a JT/T 808 terminal phone): recorded by the installer.
+    wire_id: Mapped[str | None] = mapped_column(String(15), index=True)
+
+
+class DeviceLink(Base):
+    """A connection (or MQTT stream) that named a device: when it opened, when it first and
+    last named it (the last time to within a minute), from where and through which instance.
+
+    The device-signal proof (rule 23) counts an SOS only on the device's established
+    connection: the one link that named the device from 10 minutes before a claim until the
+    signal. Rows older than a day are removed by the activation upkeep.
+    """
+
+    __tablename__ = "device_links"
+    __table_args__ = (Index("ix_device_links_device_id_last_frame_at", "device_id",
+                            "last_frame_at"),)
+
+    #: `<instance>:<random>`: unique across instances.
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"))
+    transport: Mapped[str] = mapped_column(String(8))
+    remote_addr: Mapped[str | None] = mapped_column(String(64))
+    opened_at: Mapped[datetime]
+    first_frame_at: Mapped[datetime]
+    last_frame_at: Mapped[datetime]
+
+
+class ServerSecret(Base):
+    """Secrets every instance must share (the server key), created once by `gateway db
+    upgrade` on PostgreSQL so that several instances read the same one."""
+
+    __tablename__ = "server_secrets"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime]
 
 
 class DeviceLock(Base):

@@ -27,8 +27,9 @@ from gateway.store.migrate import upgrade
 PG_ADMIN_DSN = os.environ.get("GATEWAY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 #: Tables emptied between tests on the shared PostgreSQL database.
-_TABLES = ("positions, alarms, device_frames, bindings, web_sessions, owners, devices, "
-           "provisioned_devices, challenges, audit_log, failure_counters")
+_TABLES = ("positions, alarms, device_frames, device_links, bindings, web_sessions, owners, "
+           "devices, provisioned_devices, device_locks, challenges, audit_log, failure_counters, "
+           "server_secrets")
 
 
 def _run_apart(work: Callable[[], Awaitable[None]]) -> None:

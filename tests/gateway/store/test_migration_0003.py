@@ -69,7 +69,7 @@ async def test_0003_keeps_0002_data_and_goes_back_down(empty_db: Database) -> No
             "token_hash, status, attempts, max_attempts, sends, created_at, expires_at) VALUES "
             "('c1', 'activation', '359586015829802', 'buyer@example.com', 'x@example.com', "
             "'contact_of_record', false, 'h', 'pending', 0, 5, 1, :t, :t)"), {"t": T0})
-    await migrate(db, "head")
+    await migrate(db, "0003")
     assert await current_revision(db) == "0003"
     async with db.engine.connect() as conn:
         row = (await conn.execute(text(
