@@ -420,6 +420,14 @@ class ActivationSettings(_Section):
     allow_device_signal: bool = False
     #: How long the claimant has to press the device's SOS button.
     signal_window_s: float = Field(300.0, gt=0, le=3600)
+    #: The SOS counts only on the device's established connection: opened, and having sent a
+    #: valid frame, before the claim started, and the only connection naming the device from
+    #: this many seconds before the claim until the SOS (any other voids it).
+    signal_exclusive_s: float = Field(600.0, ge=0, le=86400)
+    #: Count an SOS that came through MQTT. Only where the broker authenticates each device
+    #: so that a client can publish on its own topic only (an anonymous broker lets anyone
+    #: publish any device's frames).
+    signal_over_mqtt: bool = False
     #: How long a sent code stays valid.
     code_ttl_s: float = Field(600.0, gt=0, le=86400)
     #: 6 or 8.

@@ -66,6 +66,10 @@ class Metrics:
             "gateway_activation_codes_capped_total",
             "Codes not sent because their destination had too many (per 15 min or per day)",
             ["purpose"], registry=r)
+        self.signal_refused = Counter(
+            "gateway_activation_signal_refused_total",
+            "Device signals (SOS) that did not prove possession, by reason "
+            "(second_link: another connection named the device)", ["reason"], registry=r)
         self.device_locks = Counter(
             "gateway_activation_device_locks_total",
             "Devices whose self-service claiming was locked after consecutive failures",

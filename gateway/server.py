@@ -138,7 +138,7 @@ class Gateway:
         self.pipeline = Pipeline(
             settings.protocols, max_frame_bytes=settings.tcp.max_frame_bytes,
             max_frames_per_s=settings.tcp.max_frames_per_s, metrics=self.metrics,
-            store=self.writer, on_stored=self.on_stored)
+            store=self.writer, on_stored=self.on_stored, instance=self.instance)
         self.tcp = TcpServer(settings.tcp, self.pipeline, self.metrics)
         await self.tcp.start()
         tcp = self.tcp
@@ -223,8 +223,11 @@ class Gateway:
             return
         for event in item.events:  # a loop, not any(): called for every committed frame
             if isinstance(event, Alarm) and event.alarm is AlarmType.SOS:
+                link = item.link
                 task = asyncio.create_task(self.activation.device_signal(
-                    item.device_id, item.protocol, item.received_at))
+                    item.device_id, item.protocol, item.received_at,
+                    link=link.id if link is not None else None,
+                    transport=link.transport if link is not None else None))
                 self._signal_tasks.add(task)
                 task.add_done_callback(self._signal_done)
                 return

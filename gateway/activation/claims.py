@@ -105,12 +105,18 @@ class ClaimFlow:
             return mode if provisioned.claim_key_hmac else "none"
         return mode  # device_signal (allowed: checked by the settings) or contact_only
 
-    async def device_signal(self, device_id: str, protocol: str, at: datetime) -> None:
+    async def device_signal(
+        self, device_id: str, protocol: str, at: datetime, *, link: str | None = None,
+        transport: str | None = None,
+    ) -> None:
         """The device's own SOS frame was stored: send the code of the claim waiting for it.
 
         Does nothing unless `activation.allow_device_signal`. Called (through
         `Gateway.on_stored`) only after the frame committed; the frame must have arrived inside
-        the claim's window. When several claims wait for the same device, the press cannot
+        the claim's window, on the device's established connection `link` (rule 23: opened and
+        naming the device before the claim started, and the only connection naming it from
+        `signal_exclusive_s` before the claim until now; through MQTT only with
+        `signal_over_mqtt`). When several claims wait for the same device, the press cannot
         tell whose it is: all of them are canceled.
         """
         s = self.settings
@@ -133,6 +139,21 @@ class ClaimFlow:
                             "all canceled", extra={"device": device_id, "claims": len(ids)})
                 return
             row = waiting[0]
+            problem = ("mqtt_not_trusted" if transport == "mqtt" and not s.signal_over_mqtt
+                       else "unknown_link" if link is None
+                       else await claiming.signal_link_problem(
+                           conn, row.imei, link, row.created_at, at, s.signal_exclusive_s))
+            if problem is not None:
+                # Not the tracker's own established connection: no code; the claim waits on
+                # (until it expires) and the attempt is on record.
+                await audit.record(conn, "signal", "device_signal_conflict", imei=row.imei,
+                                   challenge_id=row.id,
+                                   detail={"reason": problem, "protocol": protocol})
+                log.warning("activation alert: a device signal was not accepted as proof",
+                            extra={"device": device_id, "reason": problem, "challenge": row.id})
+                if engine.metrics is not None:
+                    engine.metrics.signal_refused.labels(problem).inc()
+                return
             device = await claiming.resolve_device(conn, row.imei)
             decoy = bool(row.decoy) or (device is not None and (
                 device.current_binding_id is not None or device.state != "unclaimed"))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from gateway.activation.account import AccountFlow
 from gateway.activation.claims import ClaimFlow
@@ -77,7 +77,9 @@ class ActivationService:
                 if not sealed:
                     await self.account.seal_clear_secrets()
                     sealed = True
-                await claiming.lapse_locks(self.db, utcnow())
+                now = utcnow()
+                await claiming.lapse_locks(self.db, now)
+                await claiming.forget_old_links(self.db, now - timedelta(days=1))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database may be away; try again later
@@ -85,9 +87,13 @@ class ActivationService:
                             extra={"error": str(exc)})
             await asyncio.sleep(LAPSE_EVERY_S)
 
-    async def device_signal(self, device_id: str, protocol: str, at: datetime) -> None:
-        """A stored SOS frame of `device_id` (see `ClaimFlow.device_signal`)."""
-        await self.claims.device_signal(device_id, protocol, at)
+    async def device_signal(
+        self, device_id: str, protocol: str, at: datetime, *, link: str | None = None,
+        transport: str | None = None,
+    ) -> None:
+        """A stored SOS frame of `device_id`, received on `link` (see
+        `ClaimFlow.device_signal`)."""
+        await self.claims.device_signal(device_id, protocol, at, link=link, transport=transport)
 
     async def drain(self) -> None:
         """Wait for deliveries in flight (tests, shutdown)."""

@@ -200,7 +200,7 @@ class MqttTransport:
             self._streams.move_to_end(key)
             return stream
         stream = self.pipeline.open(_TopicSink(self, key), protocol, f"mqtt:{device}",
-                                    claimed_id=device)
+                                    claimed_id=device, transport="mqtt")
         self._streams[key] = stream
         if len(self._streams) > MAX_STREAMS:
             _key, forgotten = self._streams.popitem(last=False)

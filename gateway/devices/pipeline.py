@@ -21,6 +21,7 @@ one clock read and one metrics update per chunk, not per frame.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
@@ -28,7 +29,7 @@ from typing import Any, Protocol
 
 from gateway.devices.session import DeviceSession, TokenBucket
 from gateway.metrics import Metrics
-from gateway.store.ingest import IngestItem
+from gateway.store.ingest import LINK_MARK_INTERVAL, IngestItem, Link
 from gateway.store.writer import ItemStore
 from protocols import DETECT_MAX_BYTES, Position, Rejected, Reply, UnknownProtocol, detect
 from protocols.framing import BoundedFramer, Discarded
@@ -136,6 +137,7 @@ class Pipeline:
         store: ItemStore,
         on_stored: OnStored | None = None,
         on_identified: OnIdentified | None = None,
+        instance: str = "gateway",
     ) -> None:
         #: name -> ProtocolSettings (port and options) of every protocol served.
         self.protocols = protocols
@@ -145,6 +147,8 @@ class Pipeline:
         self.store = store
         self.on_stored = on_stored
         self.on_identified = on_identified
+        #: Names this instance's links (`<instance>:<random>`).
+        self.instance = instance
         #: Device id -> the stream that last identified it and is still open: where commands
         #: for the device go.
         self.online: dict[str, Stream] = {}
@@ -169,9 +173,11 @@ class Pipeline:
         return name, None
 
     def open(self, sink: Sink, protocol: str | None, remote_addr: str,
-             claimed_id: str | None = None) -> Stream:
+             claimed_id: str | None = None, transport: str = "tcp") -> Stream:
         """A stream of one device; `protocol` None: told from its first bytes."""
-        return Stream(self, sink, protocol, remote_addr, claimed_id)
+        now = datetime.now(UTC)
+        link = Link(f"{self.instance}:{secrets.token_hex(8)}", transport, now, now)
+        return Stream(self, sink, protocol, remote_addr, claimed_id, link)
 
 
 class Stream:
@@ -186,6 +192,7 @@ class Stream:
         "ended",
         "identified",
         "label",
+        "link",
         "outgoing",
         "pipeline",
         "remote_addr",
@@ -195,8 +202,10 @@ class Stream:
     )
 
     def __init__(self, pipeline: Pipeline, sink: Sink, protocol: str | None, remote_addr: str,
-                 claimed_id: str | None) -> None:
+                 claimed_id: str | None, link: Link) -> None:
         self.pipeline = pipeline
+        #: This connection or stream, as the store records it for the device-signal proof.
+        self.link = link
         self.sink = sink
         self.remote_addr = remote_addr
         self.claimed_id = claimed_id
@@ -258,6 +267,9 @@ class Stream:
         protocol = session.codec.name
         received_at = datetime.now(UTC)
         remote = self.remote_addr
+        link = self.link
+        # The first identified frame of the link, then one a half-minute, records the link.
+        mark = received_at >= link.next_mark
         outgoing = batch.entries if batch is not None else self.outgoing
         accepted = positions = acks_queued = 0
         for frame in framer.feed(data):
@@ -292,8 +304,15 @@ class Stream:
             replies = decoded.replies
             item: IngestItem | None = None
             if owner is not None:
-                item = IngestItem(owner, protocol, remote, received_at, frame, decoded.events,
-                                  rejected.reason if rejected is not None else None)
+                if rejected is None:
+                    item = IngestItem(owner, protocol, remote, received_at, frame,
+                                      decoded.events, None, link, mark)
+                    if mark:  # only a valid frame counts as naming the device
+                        mark = False
+                        link.next_mark = received_at + LINK_MARK_INTERVAL
+                else:
+                    item = IngestItem(owner, protocol, remote, received_at, frame,
+                                      decoded.events, rejected.reason, link)
             if rejected is not None:
                 pipeline.metrics.decode_errors.labels(protocol).inc()
                 self._reject("decode_error", rejected.reason)

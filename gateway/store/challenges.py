@@ -105,7 +105,7 @@ async def waiting_for_signal(
     `matches_imei` decides). Waiting claims are few and short-lived: they are read, then
     matched here."""
     rows = (await conn.execute(
-        select(_C.c.id, _C.c.imei, _C.c.deliver_to, _C.c.decoy).where(
+        select(_C.c.id, _C.c.imei, _C.c.deliver_to, _C.c.decoy, _C.c.created_at).where(
             _C.c.purpose == "activation", _C.c.status == AWAITING,
             _C.c.created_at <= at, _C.c.expires_at > now))).all()
     return [row for row in rows

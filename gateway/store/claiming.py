@@ -13,18 +13,27 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.store.database import Database
-from gateway.store.models import Binding, Device, DeviceLock, DeviceState, ProvisionedDevice
+from gateway.store.ingest import LINK_MARK_INTERVAL
+from gateway.store.models import (
+    Binding,
+    Device,
+    DeviceLink,
+    DeviceLock,
+    DeviceState,
+    ProvisionedDevice,
+)
 from protocols.registry import wire_ids
 
 _D = Device.__table__
 _B = Binding.__table__
 _P = ProvisionedDevice.__table__
 _L = DeviceLock.__table__
+_K = DeviceLink.__table__
 
 
 async def resolve_device(
@@ -41,10 +50,48 @@ async def resolve_device(
 
 
 def names_device(imei: str) -> ColumnElement[bool]:
-    """The device rows a 15-digit IMEI names: its own, or one stored under an id its protocol
-    derives from the IMEI (`Codec.wire_ids`)."""
-    return or_(_D.c.imei == imei, *(and_(_D.c.imei == wire_id, _D.c.protocol == protocol)
-                                    for protocol, wire_id in wire_ids(imei)))
+    """The device rows a 15-digit IMEI names: its own; one stored under an id its protocol
+    derives from the IMEI (`Codec.wire_ids`); one whose login reported this IMEI; one stored
+    under the id an installer recorded for it (`provisioned_devices.wire_id`)."""
+    recorded = select(_P.c.wire_id).where(_P.c.imei == imei, _P.c.wire_id.is_not(None))
+    return or_(_D.c.imei == imei, _D.c.reported_imei == imei, _D.c.imei.in_(recorded),
+               *(and_(_D.c.imei == wire_id, _D.c.protocol == protocol)
+                 for protocol, wire_id in wire_ids(imei)))
+
+
+async def signal_link_problem(
+    conn: AsyncConnection, imei: str, link_id: str, claim_started: datetime,
+    signal_at: datetime, exclusive_s: float,
+) -> str | None:
+    """Why a device signal on `link_id` does not prove possession for a claim of `imei`
+    started at `claim_started` (rule 23), or None when it does.
+
+    It must come on the device's established connection: opened, and having named the device
+    in a valid frame, before the claim started; and the only connection that named the device
+    from `exclusive_s` before the claim until the signal (a link's last naming is recorded to
+    within LINK_MARK_INTERVAL, so the window starts that much earlier).
+    """
+    devices = select(_D.c.id).where(names_device(imei)).scalar_subquery()
+    own = (await conn.execute(select(_K.c.device_id, _K.c.opened_at, _K.c.first_frame_at)
+                              .where(_K.c.id == link_id))).first()
+    if own is None or not await conn.scalar(
+            select(func.count()).select_from(_D).where(_D.c.id == own.device_id,
+                                                       names_device(imei))):
+        return "unknown_link"
+    if own.opened_at >= claim_started or own.first_frame_at >= claim_started:
+        return "link_newer_than_claim"
+    since = claim_started - timedelta(seconds=exclusive_s) - LINK_MARK_INTERVAL
+    others = await conn.scalar(select(func.count()).select_from(_K).where(
+        _K.c.device_id.in_(devices), _K.c.id != link_id, _K.c.last_frame_at >= since,
+        _K.c.first_frame_at <= signal_at))
+    return "second_link" if others else None
+
+
+async def forget_old_links(db: Database, before: datetime) -> int:
+    """Drop link records not seen since `before` (the signal window is minutes long)."""
+    async with db.begin() as conn:
+        result = await conn.execute(delete(_K).where(_K.c.last_frame_at < before))
+    return int(result.rowcount or 0)
 
 
 def is_owned(device: Row[Any] | None) -> bool:

@@ -20,7 +20,7 @@ import itertools
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -39,6 +39,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
@@ -47,10 +48,18 @@ from sqlalchemy.types import TypeEngine
 
 from gateway.store.database import Database
 from gateway.store.models import Device as DeviceModel
-from gateway.store.models import DeviceFrame, DeviceState, StoredAlarm, StoredPosition
-from protocols.events import Alarm, Event, Position, Rejected
+from gateway.store.models import (
+    DeviceFrame,
+    DeviceLink,
+    DeviceState,
+    StoredAlarm,
+    StoredPosition,
+)
+from protocols.events import Alarm, Event, Login, Position, Rejected
+from protocols.imei import is_valid_imei
 
 _devices = DeviceModel.__table__
+_links = DeviceLink.__table__
 _positions = StoredPosition.__table__
 _alarms = StoredAlarm.__table__
 _frames = DeviceFrame.__table__
@@ -58,6 +67,25 @@ _frames = DeviceFrame.__table__
 _FIX_COLUMNS = (
     "last_fix_time", "last_lat", "last_lon", "last_speed_kmh", "last_course_deg", "last_valid",
 )
+
+
+@dataclass(slots=True)
+class Link:
+    """A connection or MQTT stream, as `device_links` records it (the device-signal proof asks
+    which links named a device, and when)."""
+
+    #: `<instance>:<random>`: unique across instances.
+    id: str
+    #: "tcp" or "mqtt".
+    transport: str
+    opened_at: datetime
+    #: When the stream next records that it still names its device (its first identified frame
+    #: always does): the stream updates it, at most once per `LINK_MARK_INTERVAL`.
+    next_mark: datetime
+
+
+#: How often a link's "still naming its device" time is recorded, at most.
+LINK_MARK_INTERVAL = timedelta(seconds=30)
 
 
 @dataclass(slots=True)
@@ -77,6 +105,10 @@ class IngestItem:
     raw: bytes
     events: tuple[Event, ...]
     rejected_reason: str | None = None
+    #: The connection or stream the frame came on.
+    link: Link | None = None
+    #: Record that `link` names this device at `received_at` (first frame, then periodically).
+    mark: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +155,10 @@ class _DeviceBatch:
     duplicates: int = 0
     latest_fix: Position | None = None
     latest_fix_value: Any = None
+    #: (link, received_at) of the frames that mark their link.
+    links: list[tuple[Link, datetime]] = field(default_factory=list)
+    #: The IMEI the device's login reported, when its id on the wire is something else.
+    reported_imei: str | None = None
     alarms: dict[tuple[str, datetime], tuple[Alarm, datetime, Any]] = field(
         default_factory=dict)
     alarm_duplicates: int = 0
@@ -160,6 +196,8 @@ def _merge(items: Iterable[IngestItem], time: TimeValue) -> dict[str, _DeviceBat
                 acc.first_seen, acc.first_seen_value = received, received_value
             if received > acc.last_seen:
                 acc.last_seen, acc.last_seen_value = received, received_value
+        if item.mark and item.link is not None:
+            acc.links.append((item.link, received))
         reason = item.rejected_reason
         for event in item.events:
             if isinstance(event, Position):
@@ -168,6 +206,10 @@ def _merge(items: Iterable[IngestItem], time: TimeValue) -> dict[str, _DeviceBat
                 _add_alarm(acc, event, received, received_value, time)
             elif isinstance(event, Rejected) and reason is None:
                 reason = event.reason
+            elif isinstance(event, Login):
+                imei = event.attributes.get("imei")
+                if isinstance(imei, str) and imei != item.device_id and is_valid_imei(imei):
+                    acc.reported_imei = imei
         acc.frames.append((received_value, item.raw, item.remote_addr,
                            "ok" if reason is None else f"rejected: {reason}"))
     return devices
@@ -348,6 +390,8 @@ class _Statements:
     positions: _Bulk
     alarms: _Bulk
     frames: _Bulk
+    #: The device_links upsert (a link's last time only moves forward).
+    links: Any
 
 
 _STATEMENTS: dict[str, _Statements] = {}
@@ -393,10 +437,17 @@ def _statements(dialect: Dialect) -> _Statements:
         set_={column: frames.excluded[column]
               for column in ("seq", "received_at", "raw", "remote_addr", "result")},
     )
+    insert = postgresql.insert if name == "postgresql" else sqlite.insert
+    links = insert(_links)
+    links = links.on_conflict_do_update(
+        index_elements=["id"],
+        set_={"last_frame_at": case(
+            (links.excluded.last_frame_at > _links.c.last_frame_at, links.excluded.last_frame_at),
+            else_=_links.c.last_frame_at)})
     statements = _STATEMENTS[name] = _Statements(
         _bulk(dialect, devices, _DEVICE_TYPES), device_ids,
         _bulk(dialect, positions, _POSITION_TYPES), _bulk(dialect, alarms, _ALARM_TYPES),
-        _bulk(dialect, frames, _FRAME_TYPES))
+        _bulk(dialect, frames, _FRAME_TYPES), links)
     return statements
 
 
@@ -450,10 +501,19 @@ async def write_batch(
         position_rows: list[Row] = []
         alarm_rows: list[Row] = []
         frame_rows: list[Row] = []
+        link_rows: list[dict[str, Any]] = []
+        reported: list[dict[str, Any]] = []
         unbound = 0
         for acc in batches:
             row = by_imei[acc.imei]
             device_id, binding_id = row.id, row.current_binding_id
+            for link, received_at in acc.links:
+                link_rows.append({"id": link.id, "device_id": device_id,
+                                  "transport": link.transport, "remote_addr": acc.remote_addr,
+                                  "opened_at": link.opened_at, "first_frame_at": received_at,
+                                  "last_frame_at": received_at})
+            if acc.reported_imei is not None:
+                reported.append({"row_id": device_id, "imei": acc.reported_imei})
             if binding_id is None:
                 unbound += len(acc.fixes)
             else:
@@ -473,6 +533,11 @@ async def write_batch(
         alarms_stored = await statements.alarms.run(conn, alarm_rows) if alarm_rows else 0
         if frame_rows:
             await statements.frames.run(conn, frame_rows)
+        # Rare (a connection's first frame, then twice a minute; logins): plain statements.
+        if link_rows:
+            await conn.execute(statements.links, link_rows)
+        if reported:
+            await conn.execute(_REPORTED_IMEI, reported)
 
     return BatchResult(
         items=len(items),
@@ -486,6 +551,11 @@ async def write_batch(
                           + len(alarm_rows) - alarms_stored),
         frames_stored=len(frame_rows),
     )
+
+
+#: A device's login reported its IMEI (its id on the wire being another).
+_REPORTED_IMEI = update(_devices).where(_devices.c.id == bindparam("row_id")).values(
+    reported_imei=bindparam("imei"))
 
 
 def _position_row(device_id: int, binding_id: int,

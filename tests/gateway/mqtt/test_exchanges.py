@@ -141,9 +141,11 @@ async def test_sos_over_mqtt_is_the_activation_signal(
     from tests.gateway.e2e.conftest import ADMIN_TOKEN
     from tests.gateway.mqtt.conftest import mqtt_sections, wait_up
 
+    # signal_over_mqtt: the operator says the broker authenticates each device.
     gateway = await start_gateway(mqtt=mqtt_sections(prefix),
                                   activation={"proof": "device_signal",
-                                              "allow_device_signal": True})
+                                              "allow_device_signal": True,
+                                              "signal_over_mqtt": True})
     await wait_up(gateway)
     encoder = get_codec("gps103").device(IMEI)
     device = await devices(IMEI)
@@ -161,9 +163,11 @@ async def test_sos_over_mqtt_is_the_activation_signal(
         from gateway.activation import audit
 
         async def audited() -> bool:
-            return bool(await audit.read(gateway.db, imei=IMEI, action="signal"))
+            rows = await audit.read(gateway.db, imei=IMEI, action="signal")
+            return [row.outcome for row in rows] == ["ok"]
 
-        # The stored SOS reached the same Gateway.on_stored path as on TCP.
+        # The stored SOS reached the same Gateway.on_stored path as on TCP, on the device's
+        # established stream (its login came before the claim).
         await eventually(audited)
 
 
