@@ -48,7 +48,30 @@ def cmd_db_upgrade(settings: Settings, _args: argparse.Namespace) -> int:
 
     _run_loop(upgrade(settings.database.url))
     print("database is at the latest schema")
+    if settings.database.url.startswith("postgresql") and not settings.activation.server_key:
+        print(_run_loop(_shared_server_key(settings)))
     return 0
+
+
+async def _shared_server_key(settings: Settings) -> str:
+    """Create the server key every instance reads from the database, once; an existing key
+    file (a deployment that started on one machine) seeds it, so sealed secrets still open."""
+    from pathlib import Path
+
+    from gateway.store import secrets
+    from gateway.store.database import Database
+
+    key_file = Path(settings.activation.server_key_file)
+    seed = key_file.read_text().strip() if key_file.is_file() else None
+    db = Database.create(settings.database.url)
+    try:
+        _value, created = await secrets.server_key(db, seed if seed and len(seed) >= 32 else None)
+    finally:
+        await db.dispose()
+    if not created:
+        return "server key: already in the database (every instance reads it there)"
+    origin = f"from {key_file}" if seed else "new"
+    return f"server key: created in the database ({origin}); every instance reads it there"
 
 
 def cmd_devices(settings: Settings, args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ import uvicorn
 
 from gateway import logs
 from gateway.activation import ActivationService
-from gateway.activation.codes import load_server_key
+from gateway.activation.codes import ServerKey, check_configured_key, load_server_key
 from gateway.config import Settings
 from gateway.devices.mqtt import MqttTransport
 from gateway.devices.pipeline import Pipeline
@@ -23,6 +23,7 @@ from gateway.health import Health
 from gateway.metrics import Metrics
 from gateway.notify import build_notifier
 from gateway.outbound.events import EventPublisher
+from gateway.store import secrets as server_secrets
 from gateway.store.database import Database
 from gateway.store.ingest import IngestItem, trim_frame_rings
 from gateway.store.writer import GroupCommitWriter
@@ -78,6 +79,8 @@ class Gateway:
         self.instance = settings.instance_name()
         self.activation: ActivationService | None = None
         self._signal_tasks: set[asyncio.Task[None]] = set()
+        self._server_key = ServerKey()
+        self._key_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         settings = self.settings
@@ -133,6 +136,7 @@ class Gateway:
         )
         self.writer.start()
         await self._trim_frame_rings()
+        await self._load_server_key(self.db)
         self.activation = self._start_activation(self.db)
         await self.activation.start()
         self.pipeline = Pipeline(
@@ -186,10 +190,43 @@ class Gateway:
             log.warning("notify.channel is 'outbox': one-time codes are written in clear to "
                         "%s; set notify.channel to email or sms in production",
                         settings.notify.outbox_path)
-        key = load_server_key(settings.activation.server_key,
-                              settings.activation.server_key_file)
         return ActivationService(db, settings.activation, settings.notify,
-                                 build_notifier(settings.notify), key, metrics=self.metrics)
+                                 build_notifier(settings.notify), self._server_key,
+                                 metrics=self.metrics)
+
+    async def _load_server_key(self, db: Database) -> None:
+        """The server key: `activation.server_key` when set; on PostgreSQL the one key every
+        instance shares in the database (created by `gateway db upgrade`, or here by the first
+        instance to need it); on SQLite the key file. The database may be down at start: the
+        gateway starts anyway, activation answers 503 until the key is read."""
+        activation = self.settings.activation
+        if activation.server_key:
+            self._server_key.set(check_configured_key(activation.server_key))
+        elif db.dialect != "postgresql":
+            self._server_key.set(load_server_key("", activation.server_key_file))
+        else:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._read_shared_key(db), 5.0)
+            if not self._server_key.ready:
+                log.warning("the database has not answered: activation waits for the shared "
+                            "server key (device ports are open)")
+                self._key_task = asyncio.create_task(self._retry_shared_key(db))
+
+    async def _read_shared_key(self, db: Database) -> None:
+        value, created = await server_secrets.server_key(db)
+        if created:
+            log.warning("created the shared server key in the database (gateway db upgrade "
+                        "does it once for every instance)")
+        self._server_key.set(value.encode())
+
+    async def _retry_shared_key(self, db: Database) -> None:
+        while not self._server_key.ready:
+            try:
+                await self._read_shared_key(db)
+                log.info("shared server key read from the database")
+            except Exception as exc:  # still away: try again
+                log.debug("server key not read", extra={"error": str(exc)})
+                await asyncio.sleep(2.0)
 
     def _web_context(self, activation: ActivationService, db: Database) -> WebContext:
         """What the web app needs, and nothing else of the gateway."""
@@ -270,6 +307,10 @@ class Gateway:
             self._http_sock.close()  # bound, but the start failed before the web app ran
         if self._writer_db is not None and self._writer_db is not self.db:
             await self._writer_db.dispose()
+        if self._key_task is not None:
+            self._key_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._key_task
         if self.health is not None:
             await self.health.close()
         if self.db is not None:

@@ -18,7 +18,6 @@ class AccountFlow:
     def __init__(self, engine: CodeEngine) -> None:
         self.engine = engine
         self.db = engine.db
-        self.sealer = engine.sealer
 
     async def owner_for_session(self, token: str | None) -> OwnerInfo | None:
         if not token:
@@ -35,7 +34,8 @@ class AccountFlow:
         """A new secret to show as a QR code; active once `totp_confirm` gets a right code."""
         secret = new_secret()
         async with self.db.begin() as conn:
-            await accounts.set_pending_totp(conn, owner.id, self.sealer.seal(secret, owner.id))
+            await accounts.set_pending_totp(conn, owner.id,
+                                            self.engine.sealer.seal(secret, owner.id))
         return enrolment_uri(secret, owner.contact)
 
     async def totp_confirm(self, owner: OwnerInfo, code: str, client_addr: str | None) -> bool:
@@ -43,7 +43,7 @@ class AccountFlow:
             return False
         async with self.db.begin() as conn:
             pending = await accounts.pending_totp(conn, owner.id)
-            secret = self.sealer.open(pending, owner.id) if pending is not None else None
+            secret = self.engine.sealer.open(pending, owner.id) if pending is not None else None
             step = matching_step(secret, code, utcnow()) if secret is not None else None
             if step is not None and pending is not None:
                 # The confirming code's step counts as used (rule 26).
@@ -67,9 +67,9 @@ class AccountFlow:
                 await accounts.store_sealed(
                     conn, row.id,
                     secret if secret is None or is_sealed(secret)
-                    else self.sealer.seal(secret, row.id),
+                    else self.engine.sealer.seal(secret, row.id),
                     pending if pending is None or is_sealed(pending)
-                    else self.sealer.seal(pending, row.id))
+                    else self.engine.sealer.seal(pending, row.id))
         if rows:
             log.info("sealed TOTP secrets stored in clear", extra={"owners": len(rows)})
         return len(rows)

@@ -48,6 +48,42 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+class KeyNotReady(RuntimeError):
+    """The server key is not known yet (it is read from a database that does not answer)."""
+
+
+class ServerKey:
+    """The server key, which may become known only after start: on PostgreSQL it is read from
+    the database, which may be down when the gateway starts (the device ports open anyway)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: bytes | None = None) -> None:
+        self._value = value
+
+    @property
+    def ready(self) -> bool:
+        return self._value is not None
+
+    def get(self) -> bytes:
+        if self._value is None:
+            raise KeyNotReady("the gateway is starting: its database has not answered yet; "
+                              "try again in a moment")
+        return self._value
+
+    def set(self, value: bytes) -> None:
+        if len(value) < 32:
+            raise ValueError("a server key has at least 32 characters")
+        self._value = value
+
+
+def check_configured_key(configured: str) -> bytes:
+    if len(configured) < 32:
+        raise ValueError("activation.server_key must be at least 32 characters: generate "
+                         "one with `python -c 'import secrets; print(secrets.token_hex(32))'`")
+    return configured.encode()
+
+
 def load_server_key(configured: str, key_file: str) -> bytes:
     """The HMAC key: `configured` when set, else the key in `key_file`, created on first use.
 
@@ -55,10 +91,7 @@ def load_server_key(configured: str, key_file: str) -> bytes:
     activation.server_key, or share the file), or codes sent by one fail on the other.
     """
     if configured:
-        if len(configured) < 32:
-            raise ValueError("activation.server_key must be at least 32 characters: generate "
-                             "one with `python -c 'import secrets; print(secrets.token_hex(32))'`")
-        return configured.encode()
+        return check_configured_key(configured)
     path = Path(key_file)
     if path.is_file():
         key = path.read_text().strip()

@@ -28,6 +28,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.activation.codes import (
+    ServerKey,
     code_hmac,
     codes_match,
     is_code_format,
@@ -143,19 +144,30 @@ class CodeEngine:
         settings: ActivationSettings,
         notify_settings: NotifySettings,
         notifier: Notifier,
-        server_key: bytes,
+        server_key: bytes | ServerKey,
         metrics: Metrics | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
         self.notify_settings = notify_settings
         self.notifier = notifier
-        self.key = server_key
-        self.sealer = Sealer(server_key)
+        self._key = server_key if isinstance(server_key, ServerKey) else ServerKey(server_key)
+        self._sealer: Sealer | None = None
         self.metrics = metrics
         #: Code comparisons made (rule 5's test reads it; also exported as a metric).
         self.comparisons = 0
         self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def key(self) -> bytes:
+        """The server key (KeyNotReady while the database that holds it has not answered)."""
+        return self._key.get()
+
+    @property
+    def sealer(self) -> Sealer:
+        if self._sealer is None:
+            self._sealer = Sealer(self._key.get())
+        return self._sealer
 
     # Issue -------------------------------------------------------------------------------------
 

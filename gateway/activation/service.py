@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 
 from gateway.activation.account import AccountFlow
 from gateway.activation.claims import ClaimFlow
+from gateway.activation.codes import ServerKey
 from gateway.activation.engine import CodeEngine, utcnow
 from gateway.activation.provisioning import Provisioning
 from gateway.activation.releases import ReleaseFlow
@@ -41,7 +42,7 @@ class ActivationService:
         settings: ActivationSettings,
         notify_settings: NotifySettings,
         notifier: Notifier,
-        server_key: bytes,
+        server_key: bytes | ServerKey,
         metrics: Metrics | None = None,
     ) -> None:
         self.db = db

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from gateway.activation.codes import KeyNotReady
 from gateway.web import admin, api_activation, api_owner, pages
 from gateway.web.context import WebContext
 from gateway.web.deps import ClientAddr, Context
@@ -29,6 +30,11 @@ def create_app(ctx: WebContext) -> FastAPI:
         version="0.1.0",
     )
     app.state.context = ctx
+
+    @app.exception_handler(KeyNotReady)
+    async def key_not_ready(_request: Request, exc: KeyNotReady) -> JSONResponse:
+        # The shared server key comes from a database that has not answered since start.
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
 
     @app.get("/healthz", tags=["operations"])
     async def healthz(ctx: Context) -> JSONResponse:

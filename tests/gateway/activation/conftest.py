@@ -26,6 +26,7 @@ from protocols.events import Login, Position
 from protocols.imei import complete_imei
 from tests.gateway.e2e.conftest import (  # noqa: F401 (fixtures)
     ADMIN_TOKEN,
+    DeviceLink,
     StartGateway,
     link_factory,
     start_gateway,
@@ -148,3 +149,25 @@ async def verify(http: httpx.AsyncClient, started: dict[str, Any], code: str) ->
 def wrong(code: str) -> str:
     """A well-formed code that is not `code`."""
     return f"{(int(code) + 1) % 10 ** len(code):0{len(code)}d}"
+
+
+async def establish(act: Act, device: str) -> DeviceLink:
+    """The tracker's own connection: open and logged in (its login stored) before a claim, as
+    the device-signal proof requires (rule 23). Close it when done."""
+    from protocols import get_codec
+
+    assert act.gateway.tcp is not None
+    link = await DeviceLink.open(act.gateway.tcp.ports["gps103"])
+    await link.send(get_codec("gps103").device(device).login())
+    await link.expect(b"LOAD")
+    await asyncio.sleep(0.05)  # the login's commit records the connection
+    return link
+
+
+async def press_sos(link: DeviceLink, device: str) -> None:
+    """The tracker's SOS button, on its own connection (answered once stored)."""
+    from protocols import Fix, get_codec
+
+    fix = Fix(datetime.now(UTC).replace(microsecond=0), 52.5, 13.4)
+    await link.send(get_codec("gps103").device(device).sos(fix))
+    await link.expect(f"**,imei:{device},E;".encode())

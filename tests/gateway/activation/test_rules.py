@@ -20,7 +20,9 @@ from gateway.store.queries import current_binding
 from .conftest import (
     Act,
     StartAct,
+    establish,
     imei,
+    press_sos,
     seen,
     send_position,
     start_claim,
@@ -364,11 +366,15 @@ async def _four_states(act: Act, db: Database, base: int, with_contact: bool) ->
 
 
 async def claimed_by_signal(act: Act, db: Database, device: str, contact: str) -> None:
-    """Claimed with the device's SOS as the proof (no contact of record)."""
-    started = await start_claim(act.http, device, contact)
-    await seen(db, device)
-    await act.gateway.activation.device_signal(device, "gps103", datetime.now(UTC))
-    assert (await verify(act.http, started, await act.code_for(contact))).status_code == 200
+    """Claimed with the device's SOS as the proof (no contact of record), pressed on the
+    tracker's own connection, established before the claim (rule 23)."""
+    link = await establish(act, device)
+    try:
+        started = await start_claim(act.http, device, contact)
+        await press_sos(link, device)
+        assert (await verify(act.http, started, await act.code_for(contact))).status_code == 200
+    finally:
+        await link.close()
 
 
 async def db_lock(db: Database, device: str) -> None:
@@ -575,13 +581,16 @@ async def test_rule20_challenge_states(start_act: StartAct, db: Database) -> Non
     await act.gateway.activation.device_signal(device, "gps103", datetime.now(UTC))
     assert (await status_of(act.http, started))["status"] == "canceled"
     assert (await status_of(act.http, other))["status"] == "canceled"
-    # Alone, it goes pending, then approved.
+    # Alone, on the tracker's established connection, it goes pending, then approved.
+    link = await establish(act, device)
     started = await start_claim(act.http, device, ALICE)
-    await act.gateway.activation.device_signal(device, "gps103", datetime.now(UTC))
+    await press_sos(link, device)
+    code = await act.code_for(ALICE)  # the signal is handled once the SOS is stored
+    await link.close()
     view = await status_of(act.http, started)
     assert view["status"] == "pending"
     assert view["hint"] == "Code sent to a***@e***.com."
-    assert (await verify(act.http, started, await act.code_for(ALICE))).status_code == 200
+    assert (await verify(act.http, started, code)).status_code == 200
     assert (await status_of(act.http, started))["status"] == "approved"
 
 

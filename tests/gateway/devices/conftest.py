@@ -117,6 +117,9 @@ async def transport_gateway(
 
         gateway, proxy = await stack.enter_async_context(
             outage_capable_gateway(store_url, starter))
+        # Stopped before the proxy in front of its database closes (it would otherwise wait
+        # out its shutdown timeout for a database that is gone).
+        stack.push_async_callback(gateway.stop)
         await wait_up(gateway)
         return TransportGateway(gateway, store_url, proxy, prefix)
 
