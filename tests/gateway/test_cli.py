@@ -104,3 +104,61 @@ def test_old_keys_still_start_the_gateway_with_a_warning(tmp_path: Path) -> None
     assert ("tcp.gl300_port (GATEWAY_TCP__GL300_PORT) is deprecated and will be removed in the "
             "next release: use protocols.gl300.port (GATEWAY_PROTOCOLS__GL300__PORT)") in err
     assert "use protocols.gl300.sack (GATEWAY_PROTOCOLS__GL300__SACK)" in err
+
+
+def test_db_upgrade_creates_the_shared_server_key_once(tmp_path: Path, pg_admin_dsn: str) -> None:
+    """On PostgreSQL every instance reads one server key from the database: `gateway db
+    upgrade` creates it (from the key file of a deployment that started on one machine)."""
+    import asyncio
+    import uuid
+
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    names = [f"gateway_cli_{uuid.uuid4().hex[:10]}" for _ in range(2)]
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(pg_admin_dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    async def stored_key(name: str) -> str:
+        dsn = make_url(pg_admin_dsn).set(database=name).render_as_string(hide_password=False)
+        conn = await asyncpg.connect(dsn)
+        try:
+            return str(await conn.fetchval(
+                "SELECT value FROM server_secrets WHERE name = 'server_key'"))
+        finally:
+            await conn.close()
+
+    for name in names:
+        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        url = make_url(pg_admin_dsn).set(drivername="postgresql+asyncpg", database=names[0])
+        env = {"DATABASE__URL": url.render_as_string(hide_password=False)}
+        first = run_cli(tmp_path, ["db", "upgrade"], **env)
+        assert first.returncode == 0, first.stderr
+        assert "server key: created in the database (new)" in first.stdout
+        again = run_cli(tmp_path, ["db", "upgrade"], **env)
+        assert "server key: already in the database" in again.stdout
+        assert len(asyncio.run(stored_key(names[0]))) == 64
+        # A deployment that ran on one machine brings its key file along.
+        key_file = tmp_path / "server.key"
+        key_file.write_text("k" * 40 + "\n")
+        seeded = run_cli(tmp_path, ["db", "upgrade"], ACTIVATION__SERVER_KEY_FILE=str(key_file),
+                         DATABASE__URL=url.set(database=names[1]).render_as_string(
+                             hide_password=False))
+        assert f"created in the database (from {key_file})" in seeded.stdout
+        assert asyncio.run(stored_key(names[1])) == "k" * 40
+    finally:
+        for name in names:
+            asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def run_cli(tmp_path: Path, args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    clean.update({f"GATEWAY_{k}": v for k, v in env.items()})
+    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], env=clean, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)

@@ -1,13 +1,15 @@
 """Two gateway instances on one PostgreSQL database behind a real HAProxy (the shipped
 config/haproxy.cfg), with PROXY protocol v2: devices connect through the balancer, positions
-from both instances are stored once, the device's own address is what the gateway sees, and
-SIGKILL of one instance loses no acknowledged position (its devices reconnect through HAProxy
-to the other and send again what was not acknowledged)."""
+from both instances are stored once, the device's own address is what the gateway sees, a code
+started on one instance verifies on the other (they share the server key through the database),
+and SIGKILL of one instance loses no acknowledged position (its devices reconnect through
+HAProxy to the other and send again what was not acknowledged)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import shutil
 import subprocess
@@ -21,6 +23,7 @@ import pytest
 from gateway.store import queries
 from gateway.store.database import Database
 from protocols import Fix, get_codec
+from protocols.imei import complete_imei
 from tests.gateway.e2e.conftest import ADMIN_TOKEN, free_port
 from tests.gateway.e2e.process import GatewayProcess
 from tests.gateway.mqtt.test_failover import bound_devices
@@ -178,3 +181,31 @@ async def test_two_instances_behind_haproxy_lose_nothing_when_one_is_killed(
     # The device's own address, from the PROXY header, not the balancer's.
     shown = await frames_shown(second.http_port, imeis[0])
     assert shown and {f["remote_addr"] for f in shown} == {DEVICE_ADDR}
+
+
+async def test_a_code_started_on_one_instance_verifies_on_the_other(
+    cluster: dict, store_url: str
+) -> None:
+    """Neither instance is given activation.server_key: they share the one in the database."""
+    first, second = cluster["instances"]
+    imei = complete_imei("86123400000001")
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{first.http_port}") as a, \
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{second.http_port}") as b:
+        provisioned = await a.post("/api/v1/admin/devices", headers=headers,
+                                   json={"imei": imei, "contact": "buyer@example.com"})
+        assert provisioned.status_code == 201, provisioned.text
+        started = (await a.post("/api/v1/activations",
+                                json={"imei": imei, "contact": "buyer@example.com"})).json()
+        outbox = first.workdir / "outbox.jsonl"
+        for _ in range(200):
+            lines = outbox.read_text().splitlines() if outbox.exists() else []
+            codes = [json.loads(line)["code"] for line in lines
+                     if json.loads(line).get("purpose") == "activation"]
+            if codes:
+                break
+            await asyncio.sleep(0.05)
+        assert codes, "no code sent"
+        verified = await b.post(f"/api/v1/activations/{started['activation_id']}/verify",
+                                json={"token": started["token"], "code": codes[-1]})
+        assert verified.status_code == 200, verified.text
