@@ -138,7 +138,7 @@ def cmd_provision(settings: Settings, args: argparse.Namespace) -> int:
 
     async def action(db: Any) -> Any:
         return await _admin_service(settings, db).provisioning.provision(
-            args.imei, contact, claim_key, by="cli")
+            args.imei, contact, claim_key, by="cli", wire_id=args.wire_id)
 
     try:
         done = _run_loop(_with_db(settings, action))
@@ -287,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "(+country code); same as --contact")
     provision.add_argument("--contact", dest="contact_option", metavar="C",
                            help="the buyer's e-mail or phone number (+country code)")
+    provision.add_argument("--wire-id", metavar="ID",
+                           help="the id the device sends when it is not its IMEI and it does "
+                                "not report it (a JT/T 808 unit's terminal phone)")
     keys = provision.add_mutually_exclusive_group()
     keys.add_argument("--claim-key", metavar="K", help="the key printed on the device's label")
     keys.add_argument("--generate-claim-key", action="store_true",

@@ -46,11 +46,19 @@ class Provisioning:
 
     async def provision(
         self, imei: str, contact: str | None = None, claim_key: str | None = None,
-        by: str = "admin",
+        by: str = "admin", wire_id: str | None = None,
     ) -> Provisioned:
         """Register the contact of record and/or the claim key of `imei` (a dealer's sale, a
-        vendor's label). `claim_key="generate"` makes a new random key, returned once."""
+        vendor's label). `claim_key="generate"` makes a new random key, returned once.
+        `wire_id`: the id the device names itself by on the wire when it is not its IMEI and
+        its login does not report the IMEI (a JT/T 808 terminal phone): claims by the IMEI
+        then find it."""
         imei = check_imei(imei)
+        wire_id = wire_id.strip() if wire_id and wire_id.strip() else None
+        if wire_id is not None and not (wire_id.isascii() and wire_id.isalnum()
+                                        and len(wire_id) <= 15):
+            raise InvalidInput("wire_id", "the id the device sends: up to 15 letters and "
+                               "digits (a JT/T 808 unit's terminal phone, for instance)")
         contact = normalize_contact(contact) if contact and contact.strip() else None
         generated = None
         key = None
@@ -59,17 +67,17 @@ class Provisioning:
                 key = generated = new_claim_key()
             else:
                 key = normalize_claim_key(claim_key)
-        if contact is None and key is None:
+        if contact is None and key is None and wire_id is None:
             raise InvalidInput("contact", "give a contact of record, a claim key, or both "
                                "(claim_key \"generate\" makes a random one)")
         async with self.db.begin() as conn:
             await claiming.provision(
                 conn, imei, contact=contact,
                 claim_key_hmac=claim_key_hmac(self.engine.key, imei, key) if key else None,
-                now=utcnow())
+                now=utcnow(), wire_id=wire_id)
             await audit.record(conn, "provision", "ok", imei=imei,
                                detail={"by": by, "contact": contact is not None,
-                                       "claim_key": key is not None})
+                                       "claim_key": key is not None, "wire_id": wire_id})
         return Provisioned(imei, contact, generated, key is not None)
 
     async def unlock(self, imei: str, by: str = "admin") -> bool:

@@ -120,20 +120,23 @@ async def provisioning(
 
 async def provision(
     conn: AsyncConnection, imei: str, *, contact: str | None, claim_key_hmac: str | None,
-    now: datetime,
+    now: datetime, wire_id: str | None = None,
 ) -> None:
     """Register (or replace) what was given; a value left None keeps the stored one."""
     existing = (await conn.execute(select(_P.c.contact, _P.c.claim_key_hmac)
                                    .where(_P.c.imei == imei))).first()
     if existing is None:
         await conn.execute(insert(_P).values(imei=imei, contact=contact,
-                                             claim_key_hmac=claim_key_hmac, provisioned_at=now))
+                                             claim_key_hmac=claim_key_hmac, provisioned_at=now,
+                                             wire_id=wire_id))
     else:
         values: dict[str, Any] = {"provisioned_at": now}
         if contact is not None:
             values["contact"] = contact
         if claim_key_hmac is not None:
             values["claim_key_hmac"] = claim_key_hmac
+        if wire_id is not None:
+            values["wire_id"] = wire_id
         await conn.execute(update(_P).where(_P.c.imei == imei).values(**values))
     if contact is not None:
         device = await resolve_device(conn, imei)

@@ -513,7 +513,7 @@ async def write_batch(
                                   "opened_at": link.opened_at, "first_frame_at": received_at,
                                   "last_frame_at": received_at})
             if acc.reported_imei is not None:
-                reported.append({"row_id": device_id, "imei": acc.reported_imei})
+                reported.append({"b_row_id": device_id, "b_imei": acc.reported_imei})
             if binding_id is None:
                 unbound += len(acc.fixes)
             else:
@@ -554,8 +554,8 @@ async def write_batch(
 
 
 #: A device's login reported its IMEI (its id on the wire being another).
-_REPORTED_IMEI = update(_devices).where(_devices.c.id == bindparam("row_id")).values(
-    reported_imei=bindparam("imei"))
+_REPORTED_IMEI = update(_devices).where(_devices.c.id == bindparam("b_row_id")).values(
+    reported_imei=bindparam("b_imei"))
 
 
 def _position_row(device_id: int, binding_id: int,

@@ -146,6 +146,9 @@ class ProvisionIn(BaseModel):
     #: The claim key printed on the device's label, or `"generate"` for a new random one
     #: (returned once in the answer, never again: only its HMAC is kept).
     claim_key: str | None = None
+    #: The id the device sends when it is not its IMEI and it does not report its IMEI (a
+    #: JT/T 808 unit's terminal phone): claims by the IMEI then find the device.
+    wire_id: str | None = None
 
 
 @router.post("/devices", status_code=201)
@@ -153,7 +156,8 @@ async def provision_device(body: ProvisionIn, provisioning: Provision) -> JSONRe
     """Register a device's contact of record and/or claim key (before or after it first
     connects)."""
     try:
-        done = await provisioning.provision(body.imei, body.contact, body.claim_key)
+        done = await provisioning.provision(body.imei, body.contact, body.claim_key,
+                                            wire_id=body.wire_id)
     except InvalidInput as exc:
         return JSONResponse({"detail": exc.message, "field": exc.field}, status_code=422)
     out: dict[str, Any] = {"imei": done.imei, "contact_of_record": done.contact,
