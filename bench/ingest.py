@@ -18,7 +18,11 @@ and counts the `+SACK:<count>$` acknowledgements. It prints:
   at once, measured in the same run: the ceiling, with the gateway's ratio to it;
 - the store alone on the same database (`bench/store.py`): positions per second through
   write_batch and through the bare driver inserting position rows only, without network and
-  decoding: how much of the ceiling any gateway that commits before it acknowledges could reach.
+  decoding: how much of the ceiling any gateway that commits before it acknowledges could reach;
+- CPU time per committed position (the gateway, plus its PostgreSQL backends) against a bare
+  uvloop server that frames and acks the same bytes, under the same paced load (2,000 GL300
+  connections x 5 frames/s; `bench/cpu.py`), as a ratio;
+- with `--instances 2`, the throughput of two instances behind HAProxy next to one.
 
 Targets on a 2-core machine: 20,000 positions/s to PostgreSQL, at least half the ceiling,
 p99 ack latency under 100 ms at 5,000 positions/s, idle connections under 20 KB each.
@@ -542,6 +546,10 @@ def main() -> int:
     parser.add_argument("--paced-devices", type=int, default=5000,
                         help="simulated devices at 1 position/s for the latency run")
     parser.add_argument("--dialects", default="sqlite,postgresql")
+    parser.add_argument("--cpu-devices", type=int, default=2000,
+                        help="connections of the CPU-per-position comparison (0: skip it)")
+    parser.add_argument("--cpu-rate", type=float, default=5.0,
+                        help="frames per second per connection in that comparison")
     parser.add_argument("--instances", type=int, default=1,
                         help="also measure this many instances behind HAProxy (config/"
                              "haproxy.cfg, PROXY protocol v2) next to one, on PostgreSQL")
@@ -611,6 +619,17 @@ def main() -> int:
             for label, passed in checks.items():
                 print(f"  target {label}: {'ok' if passed else 'MISSED'}")
                 ok &= passed
+    if args.cpu_devices:
+        # CPU time per position against a bare uvloop server, same paced load (bench/cpu.py).
+        from bench import cpu
+
+        paced = argparse.Namespace(devices=args.cpu_devices, rate=args.cpu_rate,
+                                   seconds=args.seconds, pg=args.pg)
+        bare_cpu = cpu.bare_figures(paced)
+        print(f"CPU per frame, {args.cpu_devices} GL300 x {args.cpu_rate:g}/s: bare uvloop "
+              f"server {bare_cpu.us_per_frame:.1f} us")
+        for name in args.dialects.split(","):
+            ok &= cpu.report(name, paced, bare_cpu)
     return 0 if ok else 1
 
 
