@@ -1,12 +1,13 @@
 """The store alone: positions per second through write_batch, next to the bare driver.
 
-    python bench/store.py [--batches 20] [--size 1000] [--dialects sqlite,postgresql]
+    python bench/store.py [--batches 20] [--size 1000] [--devices 100]
+                          [--dialects sqlite,postgresql]
                           [--pg postgresql://postgres@127.0.0.1:5432/test]
 
-Batches of --size GL300 positions (decoded from real frames, 100 bound devices, every frame also
-kept in its device's frame ring) are written with `gateway.store.ingest.write_batch`: what the
-gateway's group-commit writer does per batch, without network and without decoding. No test
-asserts on these figures.
+Batches of --size GL300 positions (decoded from real frames, over --devices bound devices,
+every frame also kept in its device's frame ring) are written with
+`gateway.store.ingest.write_batch`: what the gateway's group-commit writer does per batch,
+without network and without decoding. No test asserts on these figures.
 
 Baseline, in the same run and database: the same position rows inserted by the bare driver into
 the same `positions` table, one transaction per batch (sqlite3 `executemany`; asyncpg
@@ -199,13 +200,17 @@ async def bench(dialect: str, args: argparse.Namespace) -> tuple[float, float]:
 
 
 def main() -> int:
+    global DEVICES
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--size", type=int, default=1000)
+    parser.add_argument("--devices", type=int, default=100,
+                        help="bound devices the positions are spread over")
     parser.add_argument("--dialects", default="sqlite,postgresql")
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/test",
                         help="PostgreSQL server where a scratch database is created")
     args = parser.parse_args()
+    DEVICES = args.devices
     print(f"batches of {args.size} GL300 positions over {DEVICES} bound devices, "
           f"median of {args.batches}")
     for dialect in args.dialects.split(","):

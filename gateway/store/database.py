@@ -13,20 +13,28 @@ SQLite (the default) is a single file, set up for "nothing acknowledged is lost"
 * Transactions that write start with `BEGIN IMMEDIATE` (`Database.begin()`): they take the write
   lock up front, so busy_timeout applies, instead of failing when a read upgrades to a write.
 
+The batches of positions (`ingest.write_batch`) skip the async layers on a SQLite file: they run
+on one plain `sqlite3` connection owned by one thread (`SqliteWriter`), one thread hop per batch
+instead of one per statement through aiosqlite and SQLAlchemy's async adapter (which cost more
+CPU per batch than SQLite's own work for a batch of fifty positions). Same PRAGMAs, same
+BEGIN IMMEDIATE.
+
 PostgreSQL uses asyncpg with a small pool, pre-ping (a restarted server costs no failed batch),
 and timeouts so that a vanished server is reported instead of hanging forever.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sqlite3
 import stat
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
@@ -40,6 +48,8 @@ from sqlalchemy.ext.asyncio import (
 )
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Execution option read by the SQLite "begin" hook: start the transaction with BEGIN IMMEDIATE.
 _IMMEDIATE = "gateway_begin_immediate"
@@ -71,11 +81,15 @@ class Database:
     Build it with `Database.connect(url)`; release it with `await db.dispose()`.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, sqlite_busy_timeout_ms: int = 5000) -> None:
         self.engine = engine
         self.sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker(
             engine, expire_on_commit=False
         )
+        path = _sqlite_file(engine.url) if engine.dialect.name == "sqlite" else None
+        #: A SQLite file's batch writer (see the module docstring); None otherwise.
+        self.sqlite_writer = (SqliteWriter(path, sqlite_busy_timeout_ms)
+                              if path is not None else None)
 
     @property
     def dialect(self) -> str:
@@ -132,6 +146,7 @@ class Database:
             kwargs["connect_args"] = {"timeout": max(sqlite_busy_timeout_ms / 1000, 0.001)}
             engine = create_async_engine(parsed, **kwargs)
             _setup_sqlite(engine, sqlite_busy_timeout_ms)
+            return cls(engine, sqlite_busy_timeout_ms)
         return cls(engine)
 
     @classmethod
@@ -184,8 +199,97 @@ class Database:
         return True
 
     async def dispose(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection (and the SQLite batch writer's)."""
+        if self.sqlite_writer is not None:
+            await self.sqlite_writer.close()
         await self.engine.dispose()
+
+
+def _sqlite_pragmas(connection: Any, busy_timeout_ms: int) -> None:
+    """The settings of every connection to a SQLite database (see the module docstring)."""
+    cursor = connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = FULL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+    finally:
+        cursor.close()
+
+
+#: The SQLite batch writer's page cache, in KiB, and its WAL auto-checkpoint, in pages.
+WRITER_CACHE_KIB = 65536
+WRITER_CHECKPOINT_PAGES = 10_000
+
+
+class SqliteWriter:
+    """One plain `sqlite3` connection to a SQLite file, used by one thread of its own.
+
+    `await write(work)` runs `work(connection)` on that thread inside a BEGIN IMMEDIATE
+    transaction, committed when `work` returns and rolled back when it raises. The connection
+    and its thread start on first use (after migrations; again after `close()`, as a disposed
+    engine does), and the connection is reopened after a failure that broke it.
+    """
+
+    def __init__(self, path: Path, busy_timeout_ms: int) -> None:
+        self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
+        self._connection: sqlite3.Connection | None = None
+        self._thread: ThreadPoolExecutor | None = None
+
+    async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+        return await asyncio.get_running_loop().run_in_executor(
+            self._thread, self._transaction, work)
+
+    def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        connection = self._connection
+        if connection is None:
+            # isolation_level=None: the driver opens no transaction by itself; ours is explicit.
+            connection = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False,
+                timeout=max(self.busy_timeout_ms / 1000, 0.001))
+            try:
+                _sqlite_pragmas(connection, self.busy_timeout_ms)
+                # The writer touches a page of the device table, of each position index and
+                # of the frame ring per device of a batch: a cache of 64 MiB (instead of
+                # 2 MiB) keeps them for thousands of devices, and a checkpoint every 10,000
+                # WAL pages (instead of 1,000) copies a page rewritten by many batches back
+                # to the database file once. Together about 20% less CPU per position in
+                # batches of 100 over 1,000 devices (67 -> 54 us, process CPU time).
+                connection.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
+                connection.execute(f"PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES}")
+            except BaseException:
+                connection.close()
+                raise
+            self._connection = connection
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            result = work(connection)
+            connection.execute("COMMIT")
+        except BaseException:
+            try:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+            except sqlite3.Error:  # the connection is unusable: open a new one next time
+                connection.close()
+                self._connection = None
+            raise
+        return result
+
+    async def close(self) -> None:
+        """Close the connection once the batch in progress (if any) has finished."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        await asyncio.get_running_loop().run_in_executor(thread, self._close)
+        thread.shutdown(wait=False)
+
+    def _close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
 
 def _owner_only(path: Path) -> None:
@@ -218,14 +322,7 @@ def _setup_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
         # Take transaction control from the driver: it would otherwise BEGIN lazily (deferred)
         # before the first write; our "begin" hook below emits the BEGIN we want.
         dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute("PRAGMA synchronous = FULL")
-            cursor.execute("PRAGMA foreign_keys = ON")
-        finally:
-            cursor.close()
+        _sqlite_pragmas(dbapi_connection, busy_timeout_ms)
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
@@ -248,6 +345,10 @@ def is_transient_error(exc: BaseException) -> bool:
     if isinstance(exc, (OSError, TimeoutError)):
         # Connection refused / reset, and asyncpg's connect or command timeout.
         return True
+    if isinstance(exc, sqlite3.Error):
+        # The SQLite batch writer's own connection: "database is locked", "disk I/O error",
+        # "unable to open" are OperationalError; constraint and value errors are not.
+        return isinstance(exc, sqlite3.OperationalError)
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:
             return True

@@ -8,6 +8,11 @@ each column is sent as one array and the rows are made server-side by `unnest`
 (`INSERT ... SELECT * FROM unnest($1::bigint[], ...)`), so a statement has a dozen parameters
 instead of 13,000 and asyncpg encodes them in C.
 
+A batch is a plan (`_plan`): a generator of driver statements that is told each one's result.
+On a SQLite file the whole plan runs on the batch writer's own thread and plain `sqlite3`
+connection (`database.SqliteWriter`): one thread hop per batch. Elsewhere (PostgreSQL, an
+in-memory SQLite) each statement goes through SQLAlchemy's async connection.
+
 Every statement is idempotent, so that re-running a batch whose commit outcome was unknown (the
 connection died during COMMIT) stores nothing twice that matters: positions are unique per
 (device, fix_time) and alarms per (device, type, event_time), both inserted with
@@ -18,7 +23,8 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable, Iterable, Sequence
+import sqlite3
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -295,6 +301,20 @@ SQLITE_ROWS_PER_STATEMENT = 256
 
 
 @dataclass(frozen=True, slots=True)
+class _Step:
+    """One statement of a batch's plan, as driver SQL and its parameters.
+
+    Answered with the rows it returns (`fetch`), nothing (`many`: `params` is a list of rows,
+    executed once per row), or else the count of rows it changed.
+    """
+
+    sql: str
+    params: Any
+    fetch: bool = False
+    many: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class _Bulk:
     """One bulk statement as driver SQL, and how its rows reach the driver.
 
@@ -333,19 +353,15 @@ class _Bulk:
                 self.head + ", ".join([self.group] * count) + self.tail)
         return text
 
-    async def run(self, conn: AsyncConnection, rows: list[Row]) -> int:
-        """Write `rows`; return how many the database reports changed (inserted for an
-        INSERT ... ON CONFLICT DO NOTHING)."""
+    def steps(self, rows: list[Row]) -> Iterator[_Step]:
+        """The statements that write `rows` (each answered with the count of rows it changed:
+        inserted, for an INSERT ... ON CONFLICT DO NOTHING)."""
         if self.postgresql:
-            result = await conn.exec_driver_sql(self.sql, self.params(rows))
-            return int(result.rowcount)
-        changed = 0
+            yield _Step(self.sql, self.params(rows))
+            return
         for start in range(0, len(rows), SQLITE_ROWS_PER_STATEMENT):
             chunk = rows[start:start + SQLITE_ROWS_PER_STATEMENT]
-            result = await conn.exec_driver_sql(
-                self.text(len(chunk)), tuple(itertools.chain.from_iterable(chunk)))
-            changed += int(result.rowcount)
-        return changed
+            yield _Step(self.text(len(chunk)), tuple(itertools.chain.from_iterable(chunk)))
 
 
 def _bulk(dialect: Dialect, stmt: Any, types: dict[str, TypeEngine[Any] | None]) -> _Bulk:
@@ -390,8 +406,11 @@ class _Statements:
     positions: _Bulk
     alarms: _Bulk
     frames: _Bulk
-    #: The device_links upsert (a link's last time only moves forward).
-    links: Any
+    #: The device_links upsert (a link's last time only moves forward), parameters in
+    #: `_LINK_COLUMNS` order, executed once per row.
+    links: str
+    #: A device's reported IMEI: parameters (reported_imei, id).
+    reported_imei: str
 
 
 _STATEMENTS: dict[str, _Statements] = {}
@@ -444,11 +463,27 @@ def _statements(dialect: Dialect) -> _Statements:
         set_={"last_frame_at": case(
             (links.excluded.last_frame_at > _links.c.last_frame_at, links.excluded.last_frame_at),
             else_=_links.c.last_frame_at)})
+    reported = update(_devices).where(_devices.c.id == bindparam("b_row_id")).values(
+        reported_imei=bindparam("b_imei"))
     statements = _STATEMENTS[name] = _Statements(
         _bulk(dialect, devices, _DEVICE_TYPES), device_ids,
         _bulk(dialect, positions, _POSITION_TYPES), _bulk(dialect, alarms, _ALARM_TYPES),
-        _bulk(dialect, frames, _FRAME_TYPES), links)
+        _bulk(dialect, frames, _FRAME_TYPES),
+        _driver_sql(dialect, links, _LINK_COLUMNS),
+        _driver_sql(dialect, reported, ("b_imei", "b_row_id")))
     return statements
+
+
+_LINK_COLUMNS = ("id", "device_id", "transport", "remote_addr", "opened_at", "first_frame_at",
+                 "last_frame_at")
+
+
+def _driver_sql(dialect: Dialect, stmt: Any, keys: Sequence[str]) -> str:
+    """`stmt` as driver SQL taking its parameters in the order of `keys`."""
+    compiled = stmt.compile(dialect=dialect, column_keys=list(keys))
+    if tuple(compiled.positiontup or ()) != tuple(keys):
+        raise AssertionError(f"parameters {compiled.positiontup} are not {tuple(keys)}")
+    return str(compiled)
 
 
 async def write_batch(
@@ -467,6 +502,59 @@ async def write_batch(
     if not items:
         return BatchResult()
     statements = _statements(db.engine.dialect)
+    if db.sqlite_writer is not None:
+        return await db.sqlite_writer.write(
+            lambda connection: _run_sqlite(connection, _plan(statements, items,
+                                                             frames_per_device)))
+    async with db.begin() as conn:
+        return await _run_async(conn, _plan(statements, items, frames_per_device))
+
+
+#: A batch's statements, each sent the answer to the one before (see `_Step`); returns what
+#: the batch changed.
+Plan = Generator[_Step, Any, BatchResult]
+
+
+def _run_sqlite(connection: sqlite3.Connection, plan: Plan) -> BatchResult:
+    """Run `plan` on a plain sqlite3 connection (in its transaction)."""
+    cursor = connection.cursor()
+    try:
+        step = next(plan)
+        while True:
+            if step.many:
+                cursor.executemany(step.sql, step.params)
+                answer: Any = None
+            else:
+                cursor.execute(step.sql, step.params)
+                answer = cursor.fetchall() if step.fetch else cursor.rowcount
+            step = plan.send(answer)
+    except StopIteration as done:
+        result: BatchResult = done.value
+        return result
+    finally:
+        cursor.close()
+
+
+async def _run_async(conn: AsyncConnection, plan: Plan) -> BatchResult:
+    """Run `plan` on SQLAlchemy's async connection (in its transaction)."""
+    try:
+        step = next(plan)
+        while True:
+            result = await conn.exec_driver_sql(step.sql, step.params)
+            if step.many:
+                answer: Any = None
+            elif step.fetch:
+                answer = [tuple(row) for row in result.all()]
+            else:
+                answer = int(result.rowcount)
+            step = plan.send(answer)
+    except StopIteration as done:
+        batch: BatchResult = done.value
+        return batch
+
+
+def _plan(statements: _Statements, items: Sequence[IngestItem], frames_per_device: int) -> Plan:
+    """The statements that store `items` (see `write_batch`)."""
     time = _same_time if statements.devices.postgresql else _sqlite_time
     merged = _merge(items, time)
     # A fixed order of device rows: two gateway processes writing the same devices lock them in
@@ -488,56 +576,57 @@ async def write_batch(
                                 acc.remote_addr, acc.latest_fix_value, fix.lat, fix.lon,
                                 fix.speed_kmh, fix.course_deg, fix.valid, frame_count))
 
-    async with db.begin() as conn:
-        upsert = statements.devices
-        if statements.device_ids is None:  # PostgreSQL: the upsert returns the rows
-            result = await conn.exec_driver_sql(upsert.sql, upsert.params(device_rows))
+    upsert = statements.devices
+    if statements.device_ids is None:  # PostgreSQL: the upsert returns the rows
+        device_ids = yield _Step(upsert.sql, upsert.params(device_rows), fetch=True)
+    else:
+        for step in upsert.steps(device_rows):
+            yield step
+        device_ids = yield _Step(statements.device_ids,
+                                 (json.dumps([acc.imei for acc in batches]),), fetch=True)
+    # (id, imei, current_binding_id, frame_seq) per device
+    by_imei = {row[1]: row for row in device_ids}
+
+    position_rows: list[Row] = []
+    alarm_rows: list[Row] = []
+    frame_rows: list[Row] = []
+    link_rows: list[Row] = []
+    reported: list[Row] = []
+    unbound = 0
+    for acc in batches:
+        device_id, _, binding_id, frame_seq = by_imei[acc.imei]
+        for link, received_at in acc.links:
+            link_rows.append((link.id, device_id, link.transport, acc.remote_addr,
+                              time(link.opened_at), time(received_at), time(received_at)))
+        if acc.reported_imei is not None:
+            reported.append((acc.reported_imei, device_id))
+        if binding_id is None:
+            unbound += len(acc.fixes)
         else:
-            await upsert.run(conn, device_rows)
-            result = await conn.exec_driver_sql(
-                statements.device_ids, (json.dumps([acc.imei for acc in batches]),))
-        by_imei = {row.imei: row for row in result.all()}
+            position_rows.extend(_position_row(device_id, binding_id, fix)
+                                 for fix in acc.fixes.values())
+        for alarm, event_time, received in acc.alarms.values():
+            position = alarm.position
+            alarm_rows.append((
+                device_id, binding_id, alarm.alarm.value, alarm.raw_code, time(event_time),
+                position.lat if position else None, position.lon if position else None,
+                received))
+        if frames_per_device:
+            frame_rows.extend(_ring_rows(device_id, frame_seq, acc.frames, frames_per_device))
 
-        position_rows: list[Row] = []
-        alarm_rows: list[Row] = []
-        frame_rows: list[Row] = []
-        link_rows: list[dict[str, Any]] = []
-        reported: list[dict[str, Any]] = []
-        unbound = 0
-        for acc in batches:
-            row = by_imei[acc.imei]
-            device_id, binding_id = row.id, row.current_binding_id
-            for link, received_at in acc.links:
-                link_rows.append({"id": link.id, "device_id": device_id,
-                                  "transport": link.transport, "remote_addr": acc.remote_addr,
-                                  "opened_at": link.opened_at, "first_frame_at": received_at,
-                                  "last_frame_at": received_at})
-            if acc.reported_imei is not None:
-                reported.append({"b_row_id": device_id, "b_imei": acc.reported_imei})
-            if binding_id is None:
-                unbound += len(acc.fixes)
-            else:
-                position_rows.extend(_position_row(device_id, binding_id, fix)
-                                     for fix in acc.fixes.values())
-            for alarm, event_time, received in acc.alarms.values():
-                position = alarm.position
-                alarm_rows.append((
-                    device_id, binding_id, alarm.alarm.value, alarm.raw_code, time(event_time),
-                    position.lat if position else None, position.lon if position else None,
-                    received))
-            if frames_per_device:
-                frame_rows.extend(_ring_rows(device_id, row.frame_seq, acc.frames,
-                                             frames_per_device))
-
-        stored = await statements.positions.run(conn, position_rows) if position_rows else 0
-        alarms_stored = await statements.alarms.run(conn, alarm_rows) if alarm_rows else 0
-        if frame_rows:
-            await statements.frames.run(conn, frame_rows)
-        # Rare (a connection's first frame, then twice a minute; logins): plain statements.
-        if link_rows:
-            await conn.execute(statements.links, link_rows)
-        if reported:
-            await conn.execute(_REPORTED_IMEI, reported)
+    stored = 0
+    for step in statements.positions.steps(position_rows) if position_rows else ():
+        stored += yield step
+    alarms_stored = 0
+    for step in statements.alarms.steps(alarm_rows) if alarm_rows else ():
+        alarms_stored += yield step
+    for step in statements.frames.steps(frame_rows) if frame_rows else ():
+        yield step
+    # Rare (a connection's first frame, then twice a minute; logins): one row at a time.
+    if link_rows:
+        yield _Step(statements.links, link_rows, many=True)
+    if reported:
+        yield _Step(statements.reported_imei, reported, many=True)
 
     return BatchResult(
         items=len(items),
@@ -551,11 +640,6 @@ async def write_batch(
                           + len(alarm_rows) - alarms_stored),
         frames_stored=len(frame_rows),
     )
-
-
-#: A device's login reported its IMEI (its id on the wire being another).
-_REPORTED_IMEI = update(_devices).where(_devices.c.id == bindparam("b_row_id")).values(
-    reported_imei=bindparam("b_imei"))
 
 
 def _position_row(device_id: int, binding_id: int,
