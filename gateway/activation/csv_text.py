@@ -29,6 +29,9 @@ from dataclasses import dataclass
 #: The fallback when a file is not UTF-8.
 FALLBACK = "cp1252"
 
+#: How workbooks start: a ZIP archive (.xlsx, .ods) or an OLE2 compound file (.xls).
+_WORKBOOKS = (b"PK\x03\x04", bytes.fromhex("d0cf11e0a1b11ae1"))
+
 #: Control characters that never appear in a text CSV file.
 _CONTROL = frozenset(chr(c) for c in range(32) if chr(c) not in "\t\r\n") | {"\x7f"}
 
@@ -81,6 +84,9 @@ def decode_csv(data: bytes, encoding: str = "auto") -> CsvText:
         text = text.removeprefix("\ufeff")
         _check_text(text)
         return CsvText(text, encoding)
+    if data.startswith(_WORKBOOKS):
+        raise NotText(1, "this is a spreadsheet workbook (.xlsx, .ods or .xls), not a CSV "
+                      "file: open it and save (or export) the sheet as CSV")
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         try:
             text = data.decode("utf-16")
