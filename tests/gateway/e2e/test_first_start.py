@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 
 from gateway.server import Gateway
 from protocols import names
-from tests.gateway.e2e.conftest import StartGateway, gateway_settings
+from tests.gateway.e2e.conftest import gateway_settings
 
 #: What Chromium sends when it opens a page.
 BROWSER_ACCEPT = ("text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,"
