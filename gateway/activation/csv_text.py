@@ -23,6 +23,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -33,7 +34,7 @@ FALLBACK = "cp1252"
 _WORKBOOKS = (b"PK\x03\x04", bytes.fromhex("d0cf11e0a1b11ae1"))
 
 #: Control characters that never appear in a text CSV file.
-_CONTROL = frozenset(chr(c) for c in range(32) if chr(c) not in "\t\r\n") | {"\x7f"}
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class NotText(ValueError):
@@ -60,12 +61,12 @@ def _line_of(data: bytes, offset: int) -> int:
     return data.count(b"\n", 0, offset) + 1
 
 
-def _check_text(text: str, data: bytes | None = None) -> None:
-    for index, char in enumerate(text):
-        if char in _CONTROL:
-            line = text.count("\n", 0, index) + 1
-            raise NotText(line, f"binary data (byte 0x{ord(char):02X}): this is not a text "
-                          "CSV file; save the sheet as CSV (comma or semicolon separated)")
+def _check_text(text: str) -> None:
+    found = _CONTROL.search(text)
+    if found is not None:
+        line = text.count("\n", 0, found.start()) + 1
+        raise NotText(line, f"binary data (byte 0x{ord(found.group()):02X}): this is not a "
+                      "text CSV file; save the sheet as CSV (comma or semicolon separated)")
 
 
 def decode_csv(data: bytes, encoding: str = "auto") -> CsvText:
