@@ -113,7 +113,7 @@ def decode_csv(data: bytes, encoding: str = "auto") -> CsvText:
     _check_text(text)
     note = (f"not UTF-8 (line {bad_line}: byte 0x{bad_byte:02X}); read as Windows-1252 "
             "(Latin-1), the usual encoding of a spreadsheet's CSV export; if accented letters "
-            "come out wrong, give the file's encoding (--encoding)")
+            "come out wrong, name the file's encoding (--encoding, or encoding= in the API)")
     return CsvText(text.removeprefix("\ufeff"), FALLBACK, note)
 
 
