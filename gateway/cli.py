@@ -78,11 +78,22 @@ def cmd_devices(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.store import queries
 
     async def action(db: Any) -> Any:
-        return await queries.list_devices(db, state=args.state)
+        total = await queries.count_devices(db, state=args.state)
+        limit = total if args.all else args.limit
+        devices = await queries.list_devices(db, state=args.state, limit=limit,
+                                             offset=args.offset) if limit else []
+        return total, devices
 
-    devices = _run_loop(_with_db(settings, action))
+    total, devices = _run_loop(_with_db(settings, action))
     for device in devices:
         print(json.dumps(_plain(device), default=str))
+    if len(devices) < total:
+        # On stderr: stdout stays one JSON document per line.
+        first, last = args.offset + 1, args.offset + len(devices)
+        rows = f" (rows {first}-{last})" if devices else ""
+        after = args.offset + len(devices)
+        more = (f"; next: --offset {after}" if after < total else "") + "; all: --all"
+        print(f"showing {len(devices)} of {total} devices{rows}{more}", file=sys.stderr)
     return 0
 
 
@@ -154,12 +165,30 @@ def cmd_provision(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
+def _read_csv(path: str, encoding: str) -> str | None:
+    """The text of a CSV file, its encoding detected (a note on stderr when it was guessed);
+    None, with the reason on stderr, when it cannot be read as text."""
+    from gateway.activation.csv_text import NotText, decode_csv
+
     try:
-        with open(args.file, encoding="utf-8-sig") as handle:
-            content = handle.read()
+        with open(path, "rb") as handle:
+            data = handle.read()
     except OSError as exc:
-        print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        print(f"error: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return None
+    try:
+        decoded = decode_csv(data, encoding)
+    except NotText as exc:
+        print(f"error: {path}:{exc.line}: {exc.message}", file=sys.stderr)
+        return None
+    if decoded.note:
+        print(f"note: {path}: {decoded.note}", file=sys.stderr)
+    return decoded.text
+
+
+def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
+    content = _read_csv(args.file, args.encoding)
+    if content is None:
         return 1
 
     async def action(db: Any) -> Any:
@@ -199,11 +228,8 @@ def cmd_labels(settings: Settings, args: argparse.Namespace) -> int:
 
     from gateway.activation.labels import LabelError, read_labels, write_labels
 
-    try:
-        with open(args.file, encoding="utf-8-sig") as handle:
-            content = handle.read()
-    except OSError as exc:
-        print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+    content = _read_csv(args.file, args.encoding)
+    if content is None:
         return 1
     try:
         labels = read_labels(content, settings.http.public_url)
@@ -236,6 +262,27 @@ def _plain(value: Any) -> Any:
     return asdict(value) if is_dataclass(value) and not isinstance(value, type) else value
 
 
+def _positive(text: str) -> int:
+    value = _not_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def _not_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+_ENCODING_HELP = ("the file's text encoding (utf-8, cp1252, latin-1...); default: detected "
+                  "(UTF-8 or UTF-16 with a byte-order mark, else Windows-1252, said on stderr)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     config_help = ("TOML configuration file (default: $GATEWAY_CONFIG, else the built-in "
                    "defaults documented in config/gateway.toml)")
@@ -244,6 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
     # Also accepted after the subcommand (`gateway run --config FILE`).
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="FILE", help=config_help, default=argparse.SUPPRESS)
+    verbose_help = ("also log what the command does (at log.level) on stderr; without it, "
+                    "commands other than run log warnings and errors only")
+    parser.add_argument("-v", "--verbose", action="store_true", help=verbose_help)
+    common.add_argument("-v", "--verbose", action="store_true", help=verbose_help,
+                        default=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, **kwargs: Any) -> argparse.ArgumentParser:
@@ -269,6 +321,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     devices = add("devices", help="list devices the gateway has seen (JSON lines)")
     devices.add_argument("--state", choices=["unclaimed", "claimed", "locked"])
+    devices.add_argument("--limit", type=_positive, default=100, metavar="N",
+                         help="list at most N devices (default 100), most recently seen first")
+    devices.add_argument("--offset", type=_not_negative, default=0, metavar="N",
+                         help="skip the first N devices (the next page: --offset 100)")
+    devices.add_argument("--all", action="store_true", help="list every device")
     devices.set_defaults(func=cmd_devices)
 
     bind = add("bind", help="bind a seen device to an owner contact (admin)")
@@ -298,12 +355,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     import_ = add("import-devices", help="provision devices from a CSV file of "
                   "imei,contact[,claim_key]")
-    import_.add_argument("file")
+    import_.add_argument("file", help="CSV file, comma, semicolon or tab separated; a header "
+                         "row may name the columns in any order (contact,imei)")
+    import_.add_argument("--encoding", default="auto", help=_ENCODING_HELP)
     import_.set_defaults(func=cmd_import)
 
     labels = add("labels", help="print a sheet of device labels (IMEI, claim key, QR code of "
                  "the claim URL at http.public_url) from a CSV file of imei,claim_key")
     labels.add_argument("file")
+    labels.add_argument("--encoding", default="auto", help=_ENCODING_HELP)
     labels.add_argument("--out", required=True, metavar="FILE",
                         help="labels.pdf, or labels.png (one PNG per sheet of 21)")
     labels.set_defaults(func=cmd_labels)
@@ -334,8 +394,22 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as exc:
             print(f"gateway: {exc}", file=sys.stderr)
             return 2
-    logs.configure(settings.log.level, settings.log.format)
-    result: int = args.func(settings, args)
+    # A command's output is its result: the audit lines and the like of what it did are
+    # logged only when asked for (the server logs at log.level).
+    quiet = args.command != "run" and not args.verbose
+    logs.configure("WARNING" if quiet else settings.log.level, settings.log.format)
+    try:
+        result: int = args.func(settings, args)
+    except Exception as exc:
+        from gateway.store.errors import explain
+
+        # A database that is missing, down or refusing us is the user's to fix: one line that
+        # says how, not a traceback (anything else is a bug, and its traceback is useful).
+        reason = explain(exc, settings.database.url)
+        if reason is None:
+            raise
+        print(f"gateway: {reason}", file=sys.stderr)
+        return 1
     return result
 
 

@@ -8,7 +8,11 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+#: Record attributes that are not extras of ours: the standard ones, and `color_message`, the
+#: copy of its message with terminal colour codes that uvicorn adds to its records (it would
+#: put escape sequences into log files and the journal).
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message", "asctime", "color_message"}
 
 
 class JsonFormatter(logging.Formatter):

@@ -116,7 +116,9 @@ class Metrics:
             "gateway_store_failures_total", "Batch writes that failed and will be retried",
             registry=r)
         self.store_up = Gauge(
-            "gateway_store_up", "1 when the last database write succeeded", registry=r)
+            "gateway_store_up",
+            "1 when the last database write succeeded (before the first write: when the "
+            "database answered at start)", registry=r)
         self.mqtt_up = Gauge(
             "gateway_mqtt_up", "1 when connected to the MQTT broker", registry=r)
         self.mqtt_messages = Counter(

@@ -17,7 +17,7 @@ from gateway.activation import ActivationService
 from gateway.activation.codes import ServerKey, check_configured_key, load_server_key
 from gateway.config import Settings
 from gateway.devices.mqtt import MqttTransport
-from gateway.devices.pipeline import Pipeline
+from gateway.devices.pipeline import Pipeline, Stream
 from gateway.devices.tcp import TcpServer
 from gateway.health import Health
 from gateway.metrics import Metrics
@@ -25,13 +25,20 @@ from gateway.notify import build_notifier
 from gateway.outbound.events import EventPublisher
 from gateway.store import secrets as server_secrets
 from gateway.store.database import Database
+from gateway.store.errors import explain as explain_database_error
 from gateway.store.ingest import IngestItem, trim_frame_rings
+from gateway.store.queries import forget_unclaimed_device
 from gateway.store.writer import GroupCommitWriter
 from gateway.web.app import create_app
 from gateway.web.context import WebContext
 from protocols.events import Alarm, AlarmType
+from protocols.imei import is_check_device
 
 log = logging.getLogger("gateway")
+
+#: Longest wait at start for the database's first answer (it may be away: the gateway starts
+#: anyway and the writer retries).
+START_PROBE_TIMEOUT_S = 2.0
 
 
 class _EmbeddedUvicorn(uvicorn.Server):
@@ -100,6 +107,7 @@ class Gateway:
         # `gateway db upgrade`, so that several instances never race to migrate.
         self.db = await Database.connect(settings.database.url)
         metrics = self.metrics
+        await self._check_database()
 
         def on_commit(items: int, seconds: float) -> None:
             metrics.store_batch_size.observe(items)
@@ -142,7 +150,8 @@ class Gateway:
         self.pipeline = Pipeline(
             settings.protocols, max_frame_bytes=settings.tcp.max_frame_bytes,
             max_frames_per_s=settings.tcp.max_frames_per_s, metrics=self.metrics,
-            store=self.writer, on_stored=self.on_stored, instance=self.instance)
+            store=self.writer, on_stored=self.on_stored, on_closed=self.on_stream_closed,
+            instance=self.instance)
         self.tcp = TcpServer(settings.tcp, self.pipeline, self.metrics)
         await self.tcp.start()
         tcp = self.tcp
@@ -179,6 +188,20 @@ class Gateway:
         log.info("gateway started", extra={
             "tcp": self.tcp.ports, "http": f"{settings.http.host}:{self.http_port}",
             "database": self.db.url.render_as_string(hide_password=True)})
+
+    async def _check_database(self) -> None:
+        """gateway_store_up from the first second (it is otherwise set by each write), and the
+        reason in the log when the database cannot be used, with what to do about it."""
+        assert self.db is not None
+        try:
+            await asyncio.wait_for(self.db.check(), START_PROBE_TIMEOUT_S)
+        except Exception as exc:
+            self.metrics.store_up.set(0)
+            reason = explain_database_error(exc, self.db.url) or str(exc) or type(exc).__name__
+            log.warning("the database cannot be used yet; the gateway runs, withholds acks "
+                        "and retries: %s", reason)
+            return
+        self.metrics.store_up.set(1)
 
     def _start_activation(self, db: Database) -> ActivationService:
         settings = self.settings
@@ -268,6 +291,33 @@ class Gateway:
                 self._signal_tasks.add(task)
                 task.add_done_callback(self._signal_done)
                 return
+
+    def on_stream_closed(self, stream: Stream) -> None:
+        """A device stream ended: the row of a `trackersim check` device goes with it."""
+        device_id = stream.device_id
+        if device_id is not None and is_check_device(device_id):
+            task = asyncio.create_task(self._forget_check_device(stream, device_id))
+            self._signal_tasks.add(task)
+            task.add_done_callback(self._signal_done)
+
+    async def _forget_check_device(self, stream: Stream, device_id: str) -> None:
+        """Remove a check device once what it sent is settled, unless it came back meanwhile
+        or belongs to someone (then it is no check device: it is kept)."""
+        assert self.db is not None and self.pipeline is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.database.shutdown_timeout_s
+        while stream.uncommitted and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        if device_id in self.pipeline.online:
+            return
+        try:
+            forgotten = await forget_unclaimed_device(self.db, device_id)
+        except Exception as exc:  # the database may be away: the row stays, nothing else
+            log.warning("check device not removed", extra={"device": device_id,
+                                                           "error": str(exc)})
+            return
+        if forgotten:
+            log.info("check device removed", extra={"device": device_id})
 
     def _signal_done(self, task: asyncio.Task[None]) -> None:
         self._signal_tasks.discard(task)

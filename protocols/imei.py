@@ -31,3 +31,22 @@ def is_valid_imei(value: str) -> bool:
 def complete_imei(digits14: str) -> str:
     """The 15-digit IMEI for 14 digits (TAC + serial)."""
     return digits14 + luhn_digit(digits14)
+
+
+#: Type allocation code of the test devices `trackersim check` plays. The gateway removes such
+#: a device's row when its connection ends (if the device never belonged to anyone), so that
+#: checking a port leaves nothing behind.
+CHECK_TAC = "00000000"
+
+
+def is_check_device(device_id: str) -> bool:
+    """True for the device id of a check device: its IMEI under CHECK_TAC, or the last 12
+    digits of it (the id of protocols with 12-digit ids, such as tk103)."""
+    if not (device_id.isascii() and device_id.isdigit()):
+        return False
+    if len(device_id) == 15:
+        return device_id.startswith(CHECK_TAC) and is_valid_imei(device_id)
+    if len(device_id) == 12:
+        full = CHECK_TAC[:3] + device_id
+        return full.startswith(CHECK_TAC) and is_valid_imei(full)
+    return False

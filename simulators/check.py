@@ -5,6 +5,10 @@ and heartbeat replies, sends a position (and checks its acknowledgement where th
 one), presses SOS, and explains each failure: nothing listening (wrong port, gateway down), no
 answer (another protocol on that port, or frames rejected), the web port instead of a device
 port, SACK expected but not enabled.
+
+Check traffic is marked, and cleaned up: unless `--imei` names a device, the check plays
+devices with IMEIs under `protocols.imei.CHECK_TAC`, and the gateway removes such a device's
+row when its connection ends, so that checking a port leaves no unclaimed device behind.
 """
 
 from __future__ import annotations
@@ -15,11 +19,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from protocols import get_codec, names
+from protocols.imei import CHECK_TAC, is_check_device
 from simulators.device import DeviceConfig, Outbound, SimDevice, State, protocol_options
 from simulators.identity import random_imei
 from simulators.routes import Route, RouteSource
 
 PASS, FAIL, INFO = "PASS", "FAIL", "INFO"
+
+
+def check_imei() -> str:
+    """A random IMEI of a check device (the gateway removes its row when the check ends)."""
+    return random_imei(tac=CHECK_TAC)
 
 
 @dataclass(slots=True)
@@ -49,6 +59,8 @@ class CheckResult:
             lines.append(f"  [{step.status}] {step.name}: {step.detail}")
             if step.fix:
                 lines.append(f"         -> {step.fix}")
+        if is_check_device(self.imei):
+            lines.append("  (a check device: the gateway removes it when the check ends)")
         lines.append("RESULT: " + ("PASS - this port is ready for "
                                    f"{self.protocol} devices" if self.ok else "FAIL"))
         return "\n".join(lines)
@@ -130,7 +142,7 @@ def _device(protocol: str, imei: str, sack: bool, timeout: float) -> SimDevice:
 
 async def _speaks(host: str, port: int, protocol: str, timeout: float) -> bool:
     """Does the port answer a heartbeat of `protocol`? (fresh connection, no login)"""
-    device = _device(protocol, random_imei(), False, timeout)
+    device = _device(protocol, check_imei(), False, timeout)
     try:
         session = await _Session.open(device, host, port, timeout)
     except (OSError, TimeoutError):
@@ -149,7 +161,7 @@ async def run_check(host: str, port: int, protocol: str | None = None, *,
                     sos: bool = True) -> CheckResult:
     """Check a gateway port; `sack=None` detects whether a gl300 port sends SACKs."""
     chosen = protocol or guess_protocol(port) or "gl300"
-    imei = imei or random_imei()
+    imei = imei or check_imei()
     result = CheckResult(host, port, chosen, imei)
     steps = result.steps
     if protocol is None and guess_protocol(port) is None:

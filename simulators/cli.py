@@ -82,6 +82,12 @@ def _show(data: bytes, binary: bool = False) -> str:
     return "".join(c if " " <= c <= "~" else repr(c)[1:-1] for c in text)
 
 
+def _sentences(data: bytes) -> str:
+    """NMEA sentences one per line, as a terminal shows a receiver's output: each ends with
+    CR LF on the serial line, which is the line break here (not the escape text `\\r\\n`)."""
+    return "\n".join(_show(line) for line in data.split(b"\r\n") if line)
+
+
 class Printer:
     """Prints what a device does: each frame sent (->), each reply received (<-), events."""
 
@@ -283,7 +289,7 @@ async def cmd_serial(args: argparse.Namespace) -> int:
     if args.mode == "out":
         route = _route(args.route)
         output = NmeaOutput(args.port, RouteSource(route), args.baud, interval_s=args.interval)
-        output.on_fix = lambda _fix, data: print(_show(data), flush=True)
+        output.on_fix = lambda _fix, data: print(_sentences(data), flush=True)
         print(f"writing NMEA for {route} to {args.port} every {args.interval:g} s", flush=True)
         task = asyncio.ensure_future(output.run(args.duration, args.count))
         await _until_signal(task)

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from gateway.activation.claim_keys import claim_key_matches, normalize_claim_key
 from gateway.activation.codes import code_hmac, new_code
-from gateway.activation.contacts import check_imei, normalize_contact
+from gateway.activation.contacts import FieldChecks, check_imei, normalize_contact
 from gateway.activation.engine import CodeEngine, Failure, LockEvent, SignedIn, Started, utcnow
 from gateway.store import accounts, audit, challenges, claiming, counters
 from gateway.store.claiming import Provisioning, is_owned
@@ -45,9 +45,13 @@ class ClaimFlow:
         """Open a claim for `imei` on behalf of `contact`, with the label's `claim_key` if the
         claimant has one. Same answer whether the device is unknown, unclaimed, owned or locked,
         whatever its proof and whether the key is right."""
-        imei = check_imei(imei)
-        claimant = normalize_contact(contact)
-        key = normalize_claim_key(claim_key) if claim_key and claim_key.strip() else None
+        # Every field is checked before any is refused: a form shows all its errors at once.
+        checks = FieldChecks()
+        imei = checks.run(check_imei, imei)
+        key = (checks.run(normalize_claim_key, claim_key) if claim_key and claim_key.strip()
+               else None)
+        claimant = checks.run(normalize_contact, contact)
+        checks.raise_any()
         now = utcnow()
         engine = self.engine
         lock: LockEvent | None = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
@@ -9,12 +11,44 @@ from protocols.imei import is_valid_imei
 
 
 class InvalidInput(ValueError):
-    """The request is malformed; the message says what to fix (answered with 422)."""
+    """The request is malformed; the message says what to fix (answered with 422).
 
-    def __init__(self, field: str, message: str) -> None:
+    `errors` has every field found wrong, field -> message (a form shows them all at once);
+    `field` and `message` are the first of them.
+    """
+
+    def __init__(self, field: str, message: str,
+                 errors: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.field = field
         self.message = message
+        self.errors: dict[str, str] = dict(errors) if errors else {field: message}
+
+
+class FieldChecks:
+    """Runs the checks of several fields and raises one InvalidInput naming all that failed:
+
+        checks = FieldChecks()
+        imei = checks.run(check_imei, typed_imei)
+        contact = checks.run(normalize_contact, typed_contact)
+        checks.raise_any()
+    """
+
+    def __init__(self) -> None:
+        self.errors: dict[str, str] = {}
+
+    def run(self, check: Callable[[str], str], value: str) -> str:
+        """`check(value)`; on InvalidInput, its message is kept and "" returned."""
+        try:
+            return check(value)
+        except InvalidInput as exc:
+            self.errors.update(exc.errors)
+            return ""
+
+    def raise_any(self) -> None:
+        if self.errors:
+            field, message = next(iter(self.errors.items()))
+            raise InvalidInput(field, message, self.errors)
 
 
 def check_imei(value: str) -> str:

@@ -8,7 +8,6 @@ function that says what they carry.
 
 from __future__ import annotations
 
-import csv
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import segno
 
 from gateway.activation.claim_keys import claim_url, format_claim_key, normalize_claim_key
 from gateway.activation.contacts import InvalidInput, check_imei
+from gateway.activation.csv_text import rows
 
 #: A4 in mm, and the label grid on it.
 PAGE_W, PAGE_H = 210.0, 297.0
@@ -44,16 +44,16 @@ def read_labels(text: str, public_url: str) -> list[Label]:
     is needed when there are other columns, like `contact`)."""
     columns = {"imei": 0, "claim_key": 1}
     labels: list[Label] = []
-    for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
-        cells = [cell.strip() for cell in row]
-        if not any(cells):
-            continue
+    first = True
+    for number, cells in rows(text):
         names = [c.lower() for c in cells]
-        if number == 1 and "imei" in names:
+        if first and "imei" in names:
+            first = False
             if "claim_key" not in names:
-                raise LabelError("line 1: the header needs a claim_key column")
+                raise LabelError(f"line {number}: the header needs a claim_key column")
             columns = {"imei": names.index("imei"), "claim_key": names.index("claim_key")}
             continue
+        first = False
         try:
             imei = check_imei(cells[columns["imei"]] if columns["imei"] < len(cells) else "")
             raw = cells[columns["claim_key"]] if columns["claim_key"] < len(cells) else ""

@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-import csv
-import io
+import re
 from dataclasses import dataclass, field
 
+from gateway.activation import csv_text
 from gateway.activation.claim_keys import claim_key_hmac, new_claim_key, normalize_claim_key
 from gateway.activation.contacts import InvalidInput, check_imei, normalize_contact
 from gateway.activation.engine import CodeEngine, utcnow
@@ -92,26 +92,26 @@ class Provisioning:
         return was_locked
 
     async def import_csv(self, text: str, by: str = "admin") -> CsvResult:
-        """Provision each row of `imei,contact[,claim_key]`.
+        """Provision each row of `imei,contact[,claim_key]` (separated by `,`, `;` or tab).
 
-        A first row naming the columns (`imei`, `contact`, `claim_key`, in any order) is a
-        header; without one the columns are imei, contact and, optionally, claim_key.
+        A first row naming the columns (`imei`, `contact`, `claim_key`, in any order, in any
+        case) is a header; without one the columns are imei, contact and, optionally, claim_key.
         """
         result = CsvResult()
         columns = {"imei": 0, "contact": 1, "claim_key": 2}
-        for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
-            cells = [cell.strip() for cell in row]
-            if not any(cells):
-                continue
-            if number == 1 and "imei" in [c.lower() for c in cells]:
+        first = True
+        for number, cells in csv_text.rows(text):
+            if first:
+                first = False
                 names = [c.lower() for c in cells]
-                unknown = [n for n in names if n not in columns]
-                if unknown:
-                    result.errors.append(CsvError(number, f"unknown column {unknown[0]!r}: "
-                                                  "use imei, contact and claim_key"))
-                    return result
-                columns = {name: names.index(name) for name in columns if name in names}
-                continue
+                if "imei" in names:
+                    unknown = [n for n in names if n and n not in columns]
+                    if unknown:
+                        result.errors.append(CsvError(number, f"unknown column {unknown[0]!r}: "
+                                                      "use imei, contact and claim_key"))
+                        return result
+                    columns = {name: names.index(name) for name in columns if name in names}
+                    continue
 
             def cell(name: str, cells: list[str] = cells,
                      columns: dict[str, int] = columns) -> str | None:
@@ -125,11 +125,20 @@ class Provisioning:
                 result.errors.append(CsvError(number, "claim_key: a CSV file carries the keys "
                                               "printed on the labels; generate them first"))
                 continue
+            imei = cell("imei") or ""
+            if _SPREADSHEET_NUMBER.fullmatch(imei):
+                result.errors.append(CsvError(number, f"imei: {imei!r} is the IMEI turned into "
+                                              "a number by the spreadsheet: format the IMEI "
+                                              "column as text and export the file again"))
+                continue
             try:
-                await self.provision(cell("imei") or "", cell("contact"), cell("claim_key"),
-                                     by=by)
+                await self.provision(imei, cell("contact"), cell("claim_key"), by=by)
             except InvalidInput as exc:
                 result.errors.append(CsvError(number, f"{exc.field}: {exc.message}"))
                 continue
             result.provisioned += 1
         return result
+
+
+#: How a spreadsheet shows a 15-digit number it took for a quantity: 3.56938E+14.
+_SPREADSHEET_NUMBER = re.compile(r"\d[.,]\d*E\+\d+", re.IGNORECASE)

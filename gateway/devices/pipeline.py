@@ -41,6 +41,8 @@ log = logging.getLogger("gateway.devices")
 OnStored = Callable[[IngestItem], None]
 #: Called when a stream has identified its device (queued commands go out then).
 OnIdentified = Callable[["Stream"], None]
+#: Called when the transport of a stream that identified its device is gone.
+OnClosed = Callable[["Stream"], None]
 
 
 class Sink(Protocol):
@@ -137,6 +139,7 @@ class Pipeline:
         store: ItemStore,
         on_stored: OnStored | None = None,
         on_identified: OnIdentified | None = None,
+        on_closed: OnClosed | None = None,
         instance: str = "gateway",
     ) -> None:
         #: name -> ProtocolSettings (port and options) of every protocol served.
@@ -147,6 +150,7 @@ class Pipeline:
         self.store = store
         self.on_stored = on_stored
         self.on_identified = on_identified
+        self.on_closed = on_closed
         #: Names this instance's links (`<instance>:<random>`).
         self.instance = instance
         #: Device id -> the stream that last identified it and is still open: where commands
@@ -375,6 +379,9 @@ class Stream:
         device_id = self.device_id
         if device_id is not None and online.get(device_id) is self:
             del online[device_id]
+        on_closed = self.pipeline.on_closed
+        if self.identified and on_closed is not None:
+            on_closed(self)
 
     def send(self, data: bytes) -> None:
         """A server command for the device, written now (after the replies already due)."""

@@ -188,11 +188,15 @@ class Database:
             async with conn.begin():
                 yield conn
 
+    async def check(self) -> None:
+        """Return when the database answers a trivial query; raise why it does not."""
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
     async def ping(self) -> bool:
         """True when the database answers a trivial query."""
         try:
-            async with self.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
+            await self.check()
         except Exception as exc:  # any failure means "not reachable", for health checks
             log.debug("database ping failed: %s", exc)
             return False

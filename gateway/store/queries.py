@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, func, select, update
+from sqlalchemy import Row, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.store.database import Database
@@ -19,8 +19,10 @@ from gateway.store.models import (
     Binding,
     Device,
     DeviceFrame,
+    DeviceLink,
     DeviceState,
     Owner,
+    ProvisionedDevice,
     StoredAlarm,
     StoredPosition,
 )
@@ -124,6 +126,15 @@ async def list_devices(
     async with db.sessionmaker() as session:
         devices = (await session.scalars(stmt.limit(limit).offset(offset))).all()
         return [_device_info(d) for d in devices]
+
+
+async def count_devices(db: Database, state: DeviceState | None = None) -> int:
+    """How many devices (optionally in one state) `list_devices` pages through."""
+    stmt = select(func.count()).select_from(Device)
+    if state is not None:
+        stmt = stmt.where(Device.state == state)
+    async with db.engine.connect() as conn:
+        return int((await conn.execute(stmt)).scalar_one())
 
 
 async def get_device(db: Database, imei: str) -> DeviceInfo | None:
@@ -274,6 +285,32 @@ async def release_device(
             .values(state=DeviceState.UNCLAIMED, current_binding_id=None)
         )
     return closed
+
+
+async def forget_unclaimed_device(db: Database, imei: str) -> bool:
+    """Delete a device that never belonged to anyone, with its frames and alarms: True when
+    it was deleted. A device that is claimed or locked, was ever bound, or is provisioned is
+    kept (False)."""
+    devices = Device.__table__
+    async with db.begin() as conn:
+        device = (await conn.execute(
+            select(Device.id, Device.state, Device.current_binding_id)
+            .where(Device.imei == imei).with_for_update()
+        )).first()
+        if (device is None or device.state != DeviceState.UNCLAIMED
+                or device.current_binding_id is not None):
+            return False
+        ever_bound = await conn.scalar(
+            select(func.count()).select_from(Binding).where(Binding.device_id == device.id))
+        provisioned = await conn.scalar(
+            select(func.count()).select_from(ProvisionedDevice)
+            .where(ProvisionedDevice.imei == imei))
+        if ever_bound or provisioned:
+            return False
+        for table in (DeviceFrame.__table__, StoredAlarm.__table__, DeviceLink.__table__):
+            await conn.execute(delete(table).where(table.c.device_id == device.id))
+        await conn.execute(delete(devices).where(devices.c.id == device.id))
+    return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from gateway.activation import InvalidInput
 from gateway.activation.claim_keys import format_claim_key
+from gateway.activation.csv_text import NotText, decode_csv
 from gateway.activation.engine import utcnow
 from gateway.store import audit as audit_log
 from gateway.store import counters, queries
@@ -168,14 +169,26 @@ async def provision_device(body: ProvisionIn, provisioning: Provision) -> JSONRe
 
 
 @router.post("/devices/import")
-async def import_devices(file: UploadFile, provisioning: Provision) -> dict[str, Any]:
-    """Provision many devices from a CSV file with the columns `imei,contact[,claim_key]` (a
-    header row naming them is optional). Good rows are registered; bad ones are listed with
-    their line and the reason."""
-    text = (await file.read()).decode("utf-8-sig", "replace")
-    result = await provisioning.import_csv(text)
-    return {"provisioned": result.provisioned,
-            "errors": [{"line": e.line, "detail": e.detail} for e in result.errors]}
+async def import_devices(
+    file: UploadFile, provisioning: Provision, encoding: str = "auto",
+) -> JSONResponse:
+    """Provision many devices from a CSV file with the columns `imei,contact[,claim_key]`
+    (comma, semicolon or tab separated; a header row naming them, in any order, is optional).
+    The encoding is detected (UTF-8, UTF-16 with a byte-order mark, else Windows-1252: `note`
+    says so) unless `encoding` names it. Good rows are registered; bad ones are listed with
+    their line and the reason. A file that is not text is a 422 naming the line."""
+    try:
+        decoded = decode_csv(await file.read(), encoding)
+    except NotText as exc:
+        return JSONResponse({"detail": exc.message, "line": exc.line, "field": "file"},
+                            status_code=422)
+    result = await provisioning.import_csv(decoded.text)
+    body: dict[str, Any] = {
+        "provisioned": result.provisioned,
+        "errors": [{"line": e.line, "detail": e.detail} for e in result.errors]}
+    if decoded.note:
+        body["note"] = decoded.note
+    return JSONResponse(body)
 
 
 @router.post("/devices/{imei}/unlock")

@@ -15,7 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.activation.codes import KeyNotReady
-from gateway.web import admin, api_activation, api_owner, pages
+from gateway.web import admin, api_activation, api_owner, errors, pages
 from gateway.web.context import WebContext
 from gateway.web.deps import ClientAddr, Context
 from gateway.web.security import BodyLimit, SecurityHeaders
@@ -67,6 +67,7 @@ def create_app(ctx: WebContext) -> FastAPI:
     app.include_router(api_activation.router)
     app.include_router(api_owner.router)
     pages.install(app)
+    errors.install(app)
     # Outermost last: security headers on every answer, the 413 included.
     app.add_middleware(BodyLimit, max_body_bytes=ctx.http.max_body_bytes,
                        max_upload_bytes=ctx.http.max_upload_bytes)

@@ -136,7 +136,9 @@ def set_session_cookie(response: Response, ctx: WebContext, token: str, max_age:
 
 
 def invalid_input(exc: InvalidInput) -> JSONResponse:
-    return JSONResponse({"detail": exc.message, "field": exc.field}, status_code=422)
+    """422 naming the first wrong field (`detail`, `field`) and every one (`errors`)."""
+    return JSONResponse({"detail": exc.message, "field": exc.field, "errors": exc.errors},
+                        status_code=422)
 
 
 def rate_limited(exc: RateLimited) -> JSONResponse:

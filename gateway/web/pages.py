@@ -137,8 +137,7 @@ async def claim_start(
         started = await ctx.activation.claims.start(imei, contact, client_addr(request, ctx),
                                                     claim_key)
     except InvalidInput as exc:
-        return render(request, ctx, "claim.html", 422, errors={exc.field: exc.message},
-                      **again)
+        return render(request, ctx, "claim.html", 422, errors=exc.errors, **again)
     except RateLimited as exc:
         response = render(request, ctx, "claim.html", 429, errors={"form": exc.message},
                           **again)

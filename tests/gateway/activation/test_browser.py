@@ -3,7 +3,8 @@ end to end with the claim key of its printed label (the QR code decoded from the
 sheet with zxing-cpp, opened as a phone would), then releases it and signs in again.
 
 A screenshot of each page is saved under test-output/screenshots/ for review. The test fails
-(never skips) when Chromium is missing: `.ci/run` installs it.
+(never skips) when Chromium is missing, saying what to install (`tests/gateway/browser.py`);
+`.ci/run` installs it.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from gateway.activation.labels import read_labels, write_labels
 from gateway.store.database import Database
 from protocols import get_codec
 from protocols.codec import Fix
+from tests.gateway.browser import chromium_executable
 
 from .conftest import Act, imei
 
-CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parents[3] / "test-output" / "screenshots"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -39,7 +40,7 @@ async def shot(page: Page, name: str, dialect: str) -> None:
 async def test_claim_release_and_sign_in_through_the_pages(
     act: Act, db: Database, link_factory, store_url: str, tmp_path: Path
 ) -> None:
-    assert CHROMIUM.exists(), "install Debian's chromium (apt-get install chromium); see .ci/run"
+    chromium = chromium_executable()
     dialect = "sqlite" if store_url.startswith("sqlite") else "postgresql"
     device = imei(700)
     encoder = get_codec("gps103").device(device)
@@ -57,7 +58,7 @@ async def test_claim_release_and_sign_in_through_the_pages(
     assert qr.text.startswith(f"{base}/claim?imei={device}&key=")
 
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+        browser = await pw.chromium.launch(executable_path=str(chromium), headless=True,
                                            args=ARGS)
         try:
             page = await browser.new_page(viewport={"width": 1000, "height": 800})
