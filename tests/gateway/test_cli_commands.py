@@ -166,7 +166,8 @@ async def test_db_upgrade_on_a_missing_postgresql_database_says_how_to_create_it
         await conn.execute(statement.group(0))
         again = gateway(tmp_path, rendered, "db", "upgrade")
         assert again.returncode == 0, again.stderr
-        assert again.stdout.strip() == "database is at the latest schema"
+        assert again.stdout.splitlines()[0] == "database is at the latest schema"
+        assert "server key: created in the database" in again.stdout
     finally:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await conn.close()
