@@ -75,6 +75,8 @@ class PgLiveBus:
         self._on_state = on_state or (lambda _up: None)
         self._on_dropped = on_dropped or (lambda _n: None)
         self.up = False
+        #: The server process of the LISTEN connection while connected (for operators).
+        self.server_pid: int | None = None
         self._remote: dict[str, float] = {}
         self._pending: deque[tuple[str, str]] = deque()
         self._want: set[str] = set()
@@ -188,6 +190,9 @@ class PgLiveBus:
 
         listener.add_termination_listener(lost)
         await listener.add_listener(CHANNEL, self._on_notify)
+        self.server_pid = listener.get_server_pid()
+        log.info("live updates linked to the other instances",
+                 extra={"channel": CHANNEL, "server_pid": self.server_pid})
         self._hello = True
         self._want_all = True
         self._set_up(True)

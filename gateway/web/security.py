@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 #: Paths that take a file upload (the larger limit).
 UPLOAD_PATHS = frozenset({"/api/v1/admin/devices/import"})
 
+
 def page_csp(tile_source: str | None = None) -> str:
     """The pages' policy: everything from this origin only, and map tiles from the configured
     tile server (`web.tile_url`), nothing else."""
@@ -20,10 +21,9 @@ def page_csp(tile_source: str | None = None) -> str:
             "base-uri 'none'; object-src 'none'")
 
 
-#: /docs: Swagger UI from this origin; it sets some styles inline (its syntax highlighter).
-DOCS_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-            "script-src 'self'; connect-src 'self'; form-action 'self'; "
-            "frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
+#: /docs: Swagger UI from this origin only (gateway/web/docs.py), as strict as the pages; it
+#: shows no map, so no tile server either.
+DOCS_CSP = page_csp(None)
 _DOCS_PATHS = frozenset({"/docs"})
 
 

@@ -40,7 +40,9 @@
   // Points by fix time (ms): the table, the page's data and live events may repeat one.
   var points = [];
   var seen = {};
-  var line = L.polyline([], { color: ACCENT, weight: 3, opacity: 0.85, interactive: false })
+  var line = L.polyline([], {
+    color: ACCENT, weight: 3, opacity: 0.85, interactive: false, className: "track-line"
+  })
     .addTo(map);
   var dots = L.layerGroup().addTo(map);
   var lastMarker = null;
@@ -92,11 +94,6 @@
     return last;
   }
 
-  function follow(lat, lon) {
-    var here = L.latLng(lat, lon);
-    if (!map.getBounds().pad(-0.1).contains(here)) { map.panTo(here); }
-  }
-
   function addRow(p) {
     if (!tbody) { return; }
     var row = document.createElement("tr");
@@ -130,12 +127,25 @@
   initial.forEach(addPoint);
   var newest = redraw();
   var drawn = points.filter(function (p) { return p.valid; });
+  // False while the map shows the whole world (no position yet): the first one zooms in.
+  var placed = true;
   if (drawn.length > 1) {
     map.fitBounds(line.getBounds(), { padding: [24, 24], maxZoom: 16 });
   } else if (newest) {
-    map.setView([newest.lat, newest.lon], 15);
+    map.setView([newest.lat, newest.lon], 16);
   } else {
     map.setView([20, 0], 2);
+    placed = false;
+  }
+
+  function follow(lat, lon) {
+    var here = L.latLng(lat, lon);
+    if (!placed) {
+      map.setView(here, 16);
+      placed = true;
+    } else if (!map.getBounds().pad(-0.1).contains(here)) {
+      map.panTo(here);
+    }
   }
 
   function newPositions(list) {
