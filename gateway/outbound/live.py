@@ -80,8 +80,11 @@ class Subscription:
         """The events queued so far, waiting up to `timeout` seconds for the first; [] when
         none came (time for a heartbeat) or a flag was raised."""
         if not self._queue and not (self.overflowed or self.closed or self.resync_due):
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for loses a cancellation (the
+            # browser went away) that arrives as an event is queued.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
         self._wake.clear()
         events = list(self._queue)
         self._queue.clear()
@@ -99,6 +102,8 @@ class LiveHub:
         self._per_owner: Counter[int] = Counter()
         self._count = 0
         self._closed = False
+        self._queued = metrics.live_events.labels("queued")
+        self._dropped = metrics.live_events.labels("dropped")
 
     @classmethod
     async def start(cls, settings: WebSettings, metrics: Metrics, database_url: str,
@@ -186,9 +191,9 @@ class LiveHub:
     def _deliver(self, device_id: str, kind: str, data: str) -> None:
         for sub in list(self._by_device.get(device_id, ())):
             if sub.push(kind, data):
-                self.metrics.live_events.labels("queued").inc()
+                self._queued.inc()
             else:
-                self.metrics.live_events.labels("dropped").inc()
+                self._dropped.inc()
                 if sub.overflowed:
                     self.metrics.live_overflows.inc()
                     log.info("live stream too slow: dropped, told to reload",

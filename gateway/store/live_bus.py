@@ -113,7 +113,8 @@ class PgLiveBus:
         self._want.add(device_id)
         self._wake.set()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(waiter), ANNOUNCE_TIMEOUT_S)
+            async with asyncio.timeout(ANNOUNCE_TIMEOUT_S):
+                await asyncio.shield(waiter)
         waiters = self._announced.get(device_id)
         if waiters is not None and waiter in waiters:
             waiters.remove(waiter)
@@ -195,14 +196,18 @@ class PgLiveBus:
                  extra={"channel": CHANNEL, "server_pid": self.server_pid})
         self._hello = True
         self._want_all = True
+        self._wake.set()  # say hello now
         self._set_up(True)
         if resync:
             self._resync()  # events of other instances may have been missed meanwhile
         next_want = time.monotonic() + WANT_EVERY_S
         while not self._lost:
             timeout = max(0.0, next_want - time.monotonic())
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for loses a cancellation that
+            # arrives as the event is set, and stop() would then wait forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             self._wake.clear()
             if self._lost:
                 break
