@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -45,7 +45,7 @@ Owner = Annotated[OwnerInfo, Depends(require_owner)]
 #: Milliseconds a browser waits before reconnecting a stream that ended or broke.
 RETRY_MS = 3000
 
-_STREAM_DOC = {
+_STREAM_DOC: dict[int | str, dict[str, Any]] = {
     200: {"description": "Server-Sent Events: `ready`, then `position` and `alarm` as they "
                          "are committed; `reload` and `ended` (see the module documentation)",
           "content": {"text/event-stream": {}}},
