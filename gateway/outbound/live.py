@@ -172,15 +172,18 @@ class LiveHub:
         bus = self.bus
         if local is None and (bus is None or not bus.wants(device_id)):
             return
-        for event in item.events:
-            body = event_json(item, event)
-            if body is None:
-                continue
-            data = json.dumps(body)
-            if local is not None:
-                self._deliver(device_id, body["type"], data)
-            if bus is not None and bus.wants(device_id):
-                bus.publish(device_id, data)
+        try:
+            for event in item.events:
+                body = event_json(item, event)
+                if body is None:
+                    continue
+                data = json.dumps(body)
+                if local is not None:
+                    self._deliver(device_id, body["type"], data)
+                if bus is not None and bus.wants(device_id):
+                    bus.publish(device_id, data)
+        except Exception:  # never into the write path: the frame is stored, its ack is due
+            log.exception("live update not sent", extra={"imei": device_id})
 
     def remote_event(self, device_id: str, body: dict[str, Any]) -> None:
         """An event committed on another instance."""
