@@ -17,6 +17,7 @@ import dataclasses
 import ipaddress
 import json
 import os
+import re
 import socket
 import textwrap
 from collections.abc import Mapping
@@ -273,6 +274,66 @@ class HttpSettings(_Section):
         return value
 
 
+
+#: OpenStreetMap's standard tiles: fine for trying the gateway out; their usage policy
+#: (https://operations.osmfoundation.org/policies/tiles/) asks heavy users to run their own.
+OSM_TILE_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+OSM_ATTRIBUTION = ('&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> '
+                   "contributors")
+_TILE_HOST = re.compile(r"(\{s\}\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:[0-9]{1,5})?")
+_TILE_PATH = re.compile(r"[A-Za-z0-9_.~/{}@%+?=&-]*")
+
+
+class WebSettings(_Section):
+    """The owner pages' map and live updates."""
+
+    #: Map tiles of the device page: `{z}`, `{x}`, `{y}` (and optionally `{s}` as the host's
+    #: first label, for the subdomains a, b, c, and `{r}` for "@2x" on high-density screens).
+    #: Empty: no tiles (the track, points and scale still draw on a plain background). The
+    #: page's Content-Security-Policy allows images from this host only.
+    tile_url: str = OSM_TILE_URL
+    #: Shown in the map's corner (HTML: the tile provider's licence asks for a link).
+    tile_attribution: str = OSM_ATTRIBUTION
+    #: Highest zoom level the tile server has.
+    tile_max_zoom: int = Field(19, ge=1, le=22)
+    #: Seconds between keep-alive comments on an idle live stream (proxies close silent
+    #: connections); the owner's session and the device's binding are checked again each time.
+    live_heartbeat_s: float = Field(15.0, gt=0, le=300)
+    #: Events waiting for one slow browser; past this its stream gets a `reload` event and is
+    #: closed (the page fetches what it missed and reconnects).
+    live_queue_max: int = Field(256, ge=1, le=100_000)
+    #: Live streams open on this instance at once; more get 503.
+    live_max_streams: int = Field(1000, ge=1)
+    #: Live streams of one owner open on this instance at once; more get 429.
+    live_max_streams_per_owner: int = Field(10, ge=1)
+
+    @field_validator("tile_url")
+    @classmethod
+    def _tile_url(cls, value: str) -> str:
+        if not value:
+            return value
+        scheme, sep, rest = value.partition("://")
+        host, _, path = rest.partition("/")
+        if (scheme not in ("http", "https") or not sep or not _TILE_HOST.fullmatch(host)
+                or not _TILE_PATH.fullmatch(path)
+                or not all(f"{{{part}}}" in path for part in "zxy")):
+            raise ValueError(
+                "use http(s)://HOST/PATH with {z}, {x} and {y} in the path (and {s} only as the "
+                "first label of the host), like https://tile.openstreetmap.org/{z}/{x}/{y}.png; "
+                "or an empty string for no tiles")
+        return value
+
+    @property
+    def tile_source(self) -> str | None:
+        """The tile server as a Content-Security-Policy source (`{s}` becomes `*`), or None
+        without tiles."""
+        if not self.tile_url:
+            return None
+        scheme, _, rest = self.tile_url.partition("://")
+        host = rest.partition("/")[0].replace("{s}", "*")
+        return f"{scheme}://{host}".lower()
+
+
 #: Shortest admin or metrics token accepted: a guessable token opens every device.
 MIN_TOKEN_CHARS = 32
 
@@ -526,6 +587,7 @@ class Settings(BaseSettings):
     activation: ActivationSettings = ActivationSettings()
     instance: InstanceSettings = InstanceSettings()
     log: LogSettings = LogSettings()
+    web: WebSettings = WebSettings()
     #: `[protocols.<name>]`: port and options of each registered protocol.
     protocols: dict[str, Any] = Field(default_factory=dict, validate_default=True)
 

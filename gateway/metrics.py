@@ -129,3 +129,22 @@ class Metrics:
         self.mqtt_events = Counter(
             "gateway_mqtt_events_total", "JSON events published for integrators", ["type"],
             registry=r)
+        self.live_streams = Gauge(
+            "gateway_live_streams", "Live update streams (Server-Sent Events) open here",
+            registry=r)
+        self.live_events = Counter(
+            "gateway_live_events_total",
+            "Events for live streams: queued for a browser, or dropped (a browser too slow)",
+            ["result"], registry=r)
+        self.live_overflows = Counter(
+            "gateway_live_overflows_total",
+            "Live streams ended because the browser did not keep up (told to reload)",
+            registry=r)
+        self.live_bus_up = Gauge(
+            "gateway_live_bus_up",
+            "1 while live updates reach the other instances (PostgreSQL LISTEN connection)",
+            registry=r)
+        self.live_bus_dropped = Counter(
+            "gateway_live_bus_dropped_total",
+            "Events not sent to other instances (their link was down or too far behind)",
+            registry=r)

@@ -23,6 +23,7 @@ from gateway.health import Health
 from gateway.metrics import Metrics
 from gateway.notify import build_notifier
 from gateway.outbound.events import EventPublisher
+from gateway.outbound.live import LiveHub
 from gateway.store import secrets as server_secrets
 from gateway.store.database import Database
 from gateway.store.errors import explain as explain_database_error
@@ -85,6 +86,8 @@ class Gateway:
         #: This instance's name (instance.name, or host name and HTTP port).
         self.instance = settings.instance_name()
         self.activation: ActivationService | None = None
+        #: Live updates for the owners' browsers (linked across instances on PostgreSQL).
+        self.live: LiveHub | None = None
         self._signal_tasks: set[asyncio.Task[None]] = set()
         self._server_key = ServerKey()
         self._key_task: asyncio.Task[None] | None = None
@@ -147,6 +150,8 @@ class Gateway:
         await self._load_server_key(self.db)
         self.activation = self._start_activation(self.db)
         await self.activation.start()
+        self.live = await LiveHub.start(settings.web, self.metrics, settings.database.url,
+                                        self.db.dialect)
         self.pipeline = Pipeline(
             settings.protocols, max_frame_bytes=settings.tcp.max_frame_bytes,
             max_frames_per_s=settings.tcp.max_frames_per_s, metrics=self.metrics,
@@ -255,7 +260,7 @@ class Gateway:
         """What the web app needs, and nothing else of the gateway."""
 
         health = self.health
-        assert health is not None and self.pipeline is not None
+        assert health is not None and self.pipeline is not None and self.live is not None
         pipeline = self.pipeline
 
         def online_devices() -> Collection[str]:
@@ -269,14 +274,18 @@ class Gateway:
         return WebContext(
             activation=activation, db=db, http=settings.http, admin=settings.admin,
             metrics_settings=settings.metrics, metrics=self.metrics, health=health.live,
-            ready=health.ready, online_devices=online_devices, refresh_metrics=refresh_metrics)
+            ready=health.ready, online_devices=online_devices, web=settings.web,
+            live=self.live, refresh_metrics=refresh_metrics)
 
     def on_stored(self, item: IngestItem) -> None:
         """A transport's item was committed: a stored SOS is the device signal of a claim.
 
         Transport-neutral: TCP and MQTT call it the same way. Bound devices' positions and
-        alarms are also published as MQTT events from here (when `mqtt.publish_events`).
+        alarms are also published as MQTT events from here (when `mqtt.publish_events`), and
+        reach the owners' live streams.
         """
+        if self.live is not None:
+            self.live.stored(item)
         if self.events is not None:
             self.events.device_stored(item)
         if self.activation is None:
@@ -350,6 +359,8 @@ class Gateway:
         if self.activation is not None:
             await self.activation.drain()
             await self.activation.close()
+        if self.live is not None:
+            await self.live.close()  # open streams would keep the web app from stopping
         if self._web is not None and self._web_task is not None and not self._web_task.done():
             self._web.should_exit = True
             await self._web_task

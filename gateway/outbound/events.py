@@ -96,7 +96,7 @@ class EventPublisher:
             log.warning("events: binding unknown", extra={"error": str(exc)})
             return
         for event in item.events:
-            body = _event_json(item, event)
+            body = event_json(item, event)
             if body is not None:
                 self._event(item.device_id, body)
 
@@ -138,7 +138,9 @@ def _position_json(p: Position) -> dict[str, Any]:
             "speed_kmh": p.speed_kmh, "course_deg": p.course_deg, "altitude_m": p.altitude_m}
 
 
-def _event_json(item: IngestItem, event: object) -> dict[str, Any] | None:
+def event_json(item: IngestItem, event: object) -> dict[str, Any] | None:
+    """A committed position or alarm as the JSON object integrators get (MQTT events, live
+    updates); None for other events."""
     base = {"imei": item.device_id, "protocol": item.protocol,
             "received_at": _iso(item.received_at)}
     if isinstance(event, Position):

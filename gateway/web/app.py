@@ -15,7 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.activation.codes import KeyNotReady
-from gateway.web import admin, api_activation, api_owner, errors, pages
+from gateway.web import admin, api_activation, api_live, api_owner, docs, errors, pages
 from gateway.web.context import WebContext
 from gateway.web.deps import ClientAddr, Context
 from gateway.web.security import BodyLimit, SecurityHeaders
@@ -28,6 +28,9 @@ def create_app(ctx: WebContext) -> FastAPI:
         title="tracker-gateway",
         description="GPS tracker gateway with device activation by one-time codes.",
         version="0.1.0",
+        # /docs is served from the gateway's own files (gateway/web/docs.py); ReDoc would
+        # load from a CDN, and is not offered.
+        docs_url=None, redoc_url=None,
     )
     app.state.context = ctx
 
@@ -66,10 +69,12 @@ def create_app(ctx: WebContext) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(api_activation.router)
     app.include_router(api_owner.router)
+    app.include_router(api_live.router)
+    app.include_router(docs.router)
     pages.install(app)
     errors.install(app)
     # Outermost last: security headers on every answer, the 413 included.
     app.add_middleware(BodyLimit, max_body_bytes=ctx.http.max_body_bytes,
                        max_upload_bytes=ctx.http.max_upload_bytes)
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, tile_source=ctx.web.tile_source)
     return app

@@ -10,8 +10,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gateway.activation import ActivationService
-from gateway.config import AdminSettings, HttpSettings, MetricsSettings
+from gateway.config import AdminSettings, HttpSettings, MetricsSettings, WebSettings
 from gateway.metrics import Metrics
+from gateway.outbound.live import LiveHub
 from gateway.store.database import Database
 
 #: (healthy, body) for `/healthz` and `/readyz`.
@@ -34,6 +35,10 @@ class WebContext:
     ready: Health
     #: Device ids with an open connection now ("online" on the owner's pages).
     online_devices: Callable[[], Collection[str]]
+    #: The map and live update settings.
+    web: WebSettings
+    #: Subscribers of live updates on this instance.
+    live: LiveHub
     #: Called before `/metrics` is rendered (gauges read on demand).
     refresh_metrics: Callable[[], None] = lambda: None
     _proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(

@@ -334,20 +334,14 @@ async def device_page(
                                       newest_first=True)
     return render(request, ctx, "device.html", owner=me,
                   device=device_out(ctx, device), positions=positions,
-                  track=_track_svg(positions), claimed=request.query_params.get("claimed"))
+                  track=_track(positions), web=ctx.web,
+                  claimed=request.query_params.get("claimed"))
 
 
-def _track_svg(positions: list[Any]) -> dict[str, Any] | None:
-    """The track scaled into a 400x300 box (a sketch that needs no map tiles)."""
-    if len(positions) < 1:
-        return None
-    lats = [p.lat for p in positions]
-    lons = [p.lon for p in positions]
-    span = max(max(lats) - min(lats), max(lons) - min(lons), 1e-4)
-    points = [(10 + (p.lon - min(lons)) / span * 380, 290 - (p.lat - min(lats)) / span * 280)
-              for p in reversed(positions)]
-    return {"points": " ".join(f"{x:.1f},{y:.1f}" for x, y in points),
-            "last": points[-1]}
+def _track(positions: list[Any]) -> list[dict[str, Any]]:
+    """The positions for the map (static/device.js), oldest first."""
+    return [{"fix_time": p.fix_time.isoformat(), "lat": p.lat, "lon": p.lon,
+             "speed_kmh": p.speed_kmh, "valid": p.valid} for p in reversed(positions)]
 
 
 @router.post("/devices/{imei}/release", response_class=HTMLResponse)

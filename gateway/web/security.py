@@ -11,15 +11,20 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 #: Paths that take a file upload (the larger limit).
 UPLOAD_PATHS = frozenset({"/api/v1/admin/devices/import"})
 
-_PAGE_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-             "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
-             "base-uri 'none'; object-src 'none'")
-#: FastAPI's /docs and /redoc load their scripts and styles from a CDN and start them inline.
-_DOCS_CSP = ("default-src 'self'; img-src 'self' data: https://fastapi.tiangolo.com; "
-             "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-             "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-             "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
-_DOCS_PATHS = frozenset({"/docs", "/redoc", "/docs/oauth2-redirect"})
+
+def page_csp(tile_source: str | None = None) -> str:
+    """The pages' policy: everything from this origin only, and map tiles from the configured
+    tile server (`web.tile_url`), nothing else."""
+    images = "img-src 'self' data:" + (f" {tile_source}" if tile_source else "")
+    return (f"default-src 'self'; {images}; style-src 'self'; script-src 'self'; "
+            "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+            "base-uri 'none'; object-src 'none'")
+
+
+#: /docs: Swagger UI from this origin only (gateway/web/docs.py), as strict as the pages; it
+#: shows no map, so no tile server either.
+DOCS_CSP = page_csp(None)
+_DOCS_PATHS = frozenset({"/docs"})
 
 
 class BodyTooLarge(HTTPException):
@@ -104,14 +109,16 @@ async def _refuse(send: Send, exc: BodyTooLarge) -> None:
 class SecurityHeaders:
     """CSP, no framing, no sniffing, no referrer (claim URLs carry a claim key)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, tile_source: str | None = None) -> None:
         self.app = app
+        self.page_csp = page_csp(tile_source).encode()
+        self.docs_csp = DOCS_CSP.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        csp = (_DOCS_CSP if scope["path"] in _DOCS_PATHS else _PAGE_CSP).encode()
+        csp = self.docs_csp if scope["path"] in _DOCS_PATHS else self.page_csp
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -106,7 +106,7 @@ async def test_claim_release_and_sign_in_through_the_pages(
                 if await page.locator("tbody tr").count() >= 2:
                     break
                 await page.wait_for_timeout(100)
-            await expect(page.locator("svg.track")).to_be_visible()
+            await expect(page.locator("#map path.track-last")).to_be_visible()
             await shot(page, "07-device", dialect)
 
             await page.get_by_role("link", name="My devices").click()
