@@ -123,3 +123,11 @@ class Metrics:
         self.mqtt_events = Counter(
             "gateway_mqtt_events_total", "JSON events published for integrators", ["type"],
             registry=r)
+        self.commands = Counter(
+            "gateway_commands_total",
+            "Commands to devices that reached a status (queued, sent, acknowledged, failed, "
+            "expired) on this instance", ["status"], registry=r)
+        self.alarm_notifications = Counter(
+            "gateway_alarm_notifications_total",
+            "Alarms of bound devices told to their owner (sent, failed) or not "
+            "(suppressed: alarms.min_interval_s)", ["result"], registry=r)

@@ -17,11 +17,13 @@ from gateway.activation import ActivationService
 from gateway.activation.codes import load_server_key
 from gateway.config import Settings
 from gateway.devices.mqtt import MqttTransport
-from gateway.devices.pipeline import Pipeline
+from gateway.devices.pipeline import Pipeline, Stream
 from gateway.devices.tcp import TcpServer
 from gateway.health import Health
 from gateway.metrics import Metrics
 from gateway.notify import build_notifier
+from gateway.outbound.alarms import AlarmNotifier
+from gateway.outbound.commands import CommandService
 from gateway.outbound.events import EventPublisher
 from gateway.store.database import Database
 from gateway.store.ingest import IngestItem, trim_frame_rings
@@ -69,6 +71,8 @@ class Gateway:
         self.tcp: TcpServer | None = None
         self.mqtt: MqttTransport | None = None
         self.events: EventPublisher | None = None
+        self.commands: CommandService | None = None
+        self.alarms: AlarmNotifier | None = None
         self.health: Health | None = None
         self._web: _EmbeddedUvicorn | None = None
         self._web_task: asyncio.Task[None] | None = None
@@ -138,7 +142,13 @@ class Gateway:
         self.pipeline = Pipeline(
             settings.protocols, max_frame_bytes=settings.tcp.max_frame_bytes,
             max_frames_per_s=settings.tcp.max_frames_per_s, metrics=self.metrics,
-            store=self.writer, on_stored=self.on_stored)
+            store=self.writer, on_stored=self.on_stored, on_identified=self.on_identified)
+        self.commands = CommandService(
+            self.db, settings.commands, instance=self.instance, pipeline=self.pipeline,
+            confirmations=self.activation.confirmations, metrics=self.metrics)
+        self.alarms = AlarmNotifier(
+            self.db, settings.alarms, settings.notify, self.activation.engine.notifier,
+            public_url=settings.http.public_url, metrics=self.metrics)
         self.tcp = TcpServer(settings.tcp, self.pipeline, self.metrics)
         await self.tcp.start()
         tcp = self.tcp
@@ -153,11 +163,13 @@ class Gateway:
                 settings.mqtt, self.pipeline, self.metrics, instance=self.instance,
                 drain_timeout_s=settings.database.shutdown_timeout_s)
             await mqtt.start()
+            self.commands.mqtt = mqtt
             if settings.mqtt.publish_events:
                 self.events = EventPublisher(settings.mqtt, mqtt.publish,
                                              lambda: mqtt.state == "up", self.db, self.metrics,
                                              instance=self.instance)
                 await self.events.start()
+        await self.commands.start()
         app = create_app(self._web_context(self.activation, self.db))
         # proxy_headers off: uvicorn would believe X-Forwarded-For from any loopback peer;
         # the web app reads it only from http.trusted_proxies (rule 27).
@@ -209,16 +221,22 @@ class Gateway:
         return WebContext(
             activation=activation, db=db, http=settings.http, admin=settings.admin,
             metrics_settings=settings.metrics, metrics=self.metrics, health=health.live,
-            ready=health.ready, online_devices=online_devices, refresh_metrics=refresh_metrics)
+            ready=health.ready, online_devices=online_devices, refresh_metrics=refresh_metrics,
+            commands=self.commands)
 
     def on_stored(self, item: IngestItem) -> None:
         """A transport's item was committed: a stored SOS is the device signal of a claim.
 
         Transport-neutral: TCP and MQTT call it the same way. Bound devices' positions and
-        alarms are also published as MQTT events from here (when `mqtt.publish_events`).
+        alarms are also published as MQTT events from here (when `mqtt.publish_events`), a
+        device's answer settles its command, and alarms are told to the device's owner.
         """
         if self.events is not None:
             self.events.device_stored(item)
+        if self.commands is not None:
+            self.commands.stored(item)
+        if self.alarms is not None:
+            self.alarms.stored(item)
         if self.activation is None:
             return
         for event in item.events:  # a loop, not any(): called for every committed frame
@@ -228,6 +246,11 @@ class Gateway:
                 self._signal_tasks.add(task)
                 task.add_done_callback(self._signal_done)
                 return
+
+    def on_identified(self, stream: Stream) -> None:
+        """A device came online on this instance: the commands waiting for it go out."""
+        if self.commands is not None:
+            self.commands.device_online(stream)
 
     def _signal_done(self, task: asyncio.Task[None]) -> None:
         self._signal_tasks.discard(task)
@@ -257,6 +280,10 @@ class Gateway:
             await self.writer.close(drain=True, timeout=self.settings.database.shutdown_timeout_s)
         if self._signal_tasks:
             await asyncio.gather(*list(self._signal_tasks), return_exceptions=True)
+        if self.commands is not None:
+            await self.commands.stop()
+        if self.alarms is not None:
+            await self.alarms.stop()
         if self.activation is not None:
             await self.activation.drain()
             await self.activation.close()

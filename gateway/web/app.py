@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway.web import admin, api_activation, api_owner, pages
+from gateway.web import admin, api_activation, api_commands, api_owner, pages, pages_commands
 from gateway.web.context import WebContext
 from gateway.web.deps import ClientAddr, Context
 from gateway.web.security import BodyLimit, SecurityHeaders
@@ -60,6 +60,8 @@ def create_app(ctx: WebContext) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(api_activation.router)
     app.include_router(api_owner.router)
+    app.include_router(api_commands.router)
+    app.include_router(pages_commands.router)
     pages.install(app)
     # Outermost last: security headers on every answer, the 413 included.
     app.add_middleware(BodyLimit, max_body_bytes=ctx.http.max_body_bytes,
