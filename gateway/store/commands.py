@@ -86,8 +86,10 @@ class Waiting:
 
 def _binding_unchanged() -> ColumnElement[bool]:
     """The command was asked under the device's current binding (both NULL: unbound)."""
+    # An alias of its own: the queries around it join `devices` too.
+    d = _d.alias("command_device")
     return _c.c.binding_id.is_not_distinct_from(
-        select(_d.c.current_binding_id).where(_d.c.id == _c.c.device_id).scalar_subquery())
+        select(d.c.current_binding_id).where(d.c.id == _c.c.device_id).scalar_subquery())
 
 
 async def target(conn: AsyncConnection, key: str) -> Target | None:
