@@ -111,8 +111,8 @@ def check_command(protocol: str, device_id: str, type_text: str,
                              supported)
     if kind is CommandType.REPORT_INTERVAL and interval_s is None:
         raise CommandRefused("params.interval_s",
-                             "report_interval needs params.interval_s (seconds between "
-                             "reports)", supported)
+                             "report_interval needs the seconds between reports "
+                             "(params.interval_s; gateway command --interval)", supported)
     if kind is not CommandType.REPORT_INTERVAL and interval_s is not None:
         raise CommandRefused("params.interval_s", f"{kind.value} takes no interval", supported)
     command = Command(kind, interval_s=interval_s)

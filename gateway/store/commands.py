@@ -62,6 +62,8 @@ class CommandInfo:
     sent_at: datetime | None
     answered_at: datetime | None
     result: str | None
+    #: The bytes sent (admins only: what exactly the device got).
+    payload: bytes | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +121,8 @@ async def insert_command(
 
 def _info_columns() -> tuple[ColumnElement[object], ...]:
     return (_c.c.id, _d.c.imei, _c.c.type, _c.c.interval_s, _c.c.status, _c.c.requested_by,
-            _c.c.created_at, _c.c.expires_at, _c.c.sent_at, _c.c.answered_at, _c.c.result)
+            _c.c.created_at, _c.c.expires_at, _c.c.sent_at, _c.c.answered_at, _c.c.result,
+            _c.c.payload)
 
 
 def _info(row: Sequence[object], now: datetime | None) -> CommandInfo:

@@ -19,6 +19,7 @@ from gateway.outbound.commands import CommandRefused, supported_types
 from gateway.store import audit as audit_log
 from gateway.store import commands as command_store
 from gateway.store import counters, queries
+from gateway.store.commands import CommandInfo
 from gateway.store.models import DeviceState
 from gateway.web.api_commands import CommandParams, Commands, command_out, refused
 from gateway.web.context import WebContext
@@ -237,7 +238,7 @@ async def send_command(
                             f"no device {imei} has been seen") from None
     except CommandRefused as exc:
         return refused(exc)
-    return JSONResponse(command_out(info).model_dump(mode="json"), status_code=202)
+    return JSONResponse(_admin_command(info), status_code=202)
 
 
 @router.get("/devices/{imei}/commands")
@@ -250,4 +251,11 @@ async def list_commands(
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no device {imei} has been seen")
     commands = await command_store.commands_of_device(db, imei, limit=limit, now=utcnow())
     return {"imei": imei, "supported": supported_types(device.protocol),
-            "commands": [command_out(c) for c in commands]}
+            "commands": [_admin_command(c) for c in commands]}
+
+
+def _admin_command(info: CommandInfo) -> dict[str, Any]:
+    """A command as the owner sees it, and the bytes sent (hex), for installers."""
+    out = command_out(info).model_dump(mode="json")
+    out["sent_hex"] = info.payload.hex() if info.payload is not None else None
+    return out
