@@ -326,6 +326,9 @@ class CommandService:
         stream = pipeline.online.get(row.imei) if pipeline is not None else None
         if stream is None and not self._via_mqtt(row.remote_addr):
             return  # not reachable from here
+        if stream is not None and stream.remote_addr.startswith("mqtt:") and (
+                self.mqtt is None or self.mqtt.state != "up"):
+            return  # an MQTT stream while the broker is away: it waits for the next poll
         if stream is not None:
             await self._quiet(stream)
         protocol = (stream.protocol if stream is not None else None) or row.protocol
