@@ -1,20 +1,21 @@
 """Commands in a real browser (Playwright, Debian's /usr/bin/chromium): an owner asks for the
 position of their tracker while it is offline and watches the command on the open device page go
-from queued to acknowledged as the simulated tracker connects and answers, then stops the
-engine with a fresh code. Screenshots go to test-output/screenshots/ (not committed).
+from queued to acknowledged as the simulated tracker (`simulators.SimDevice`, as `trackersim`
+runs it: it logs in, reports along a route and answers commands on its own) connects and
+answers; then stops the engine with a fresh code. Screenshots go to test-output/screenshots/
+(not committed).
 """
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-from typing import Any
 
 from playwright.async_api import Page, async_playwright, expect
 
 from gateway.store.database import Database
+from simulators import DeviceConfig, Scheduler, SimDevice, State, TcpLink
 
-from .conftest import ALICE, FAST, StartAct, Tracker, connect, eventually, fix_now, imei, owner_of
+from .conftest import ALICE, FAST, Act, StartAct, eventually, imei, owner_of
 
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parents[3] / "test-output" / "screenshots"
@@ -27,28 +28,36 @@ async def shot(page: Page, name: str, dialect: str) -> None:
     await page.screenshot(path=str(SHOTS / f"{dialect}-commands-{name}.png"), full_page=True)
 
 
-async def answer_commands(tracker: Tracker, count: int) -> None:
-    """The simulated tracker: carries out each command it gets and answers it."""
-    for _ in range(count):
-        data = await asyncio.wait_for(tracker.link.reader.readuntil(b"$"), 30)
-        reply = tracker.device.command_answer(data, fix_now())
-        assert reply is not None, data
-        await asyncio.sleep(0.5)  # a real device takes a moment
-        await tracker.send(reply)
+def simulated_tracker(act: Act, scheduler: Scheduler, device: str) -> TcpLink:
+    """A gl300 tracker on a TCP link to the gateway, reporting every second."""
+    assert act.gateway.tcp is not None
+    tracker = SimDevice("gl300", device, config=DeviceConfig(position_interval_s=1.0,
+                                                             heartbeat_interval_s=30.0))
+    link = TcpLink(tracker, "127.0.0.1", act.gateway.tcp.ports["gl300"], scheduler)
+    link.backoff.first = 0.05
+    link.start()
+    return link
+
+
+async def online(link: TcpLink) -> None:
+    async def up() -> bool:
+        return link.device.state is State.ONLINE and link.device.stats.positions_sent > 0
+
+    await eventually(up)
 
 
 async def test_owner_watches_a_position_request_go_from_queued_to_acknowledged(
-    start_act: StartAct, db: Database, link_factory: Any, store_url: str,
+    start_act: StartAct, db: Database, store_url: str,
 ) -> None:
     assert CHROMIUM.exists(), "install Debian's chromium (apt-get install chromium); see .ci/run"
     dialect = "sqlite" if store_url.startswith("sqlite") else "postgresql"
     act = await start_act(**FAST)
     device = imei(880)
-    first = await connect(act, link_factory, "gl300", device)
-    await first.login()
-    await first.send(first.device.position(fix_now()))
+    scheduler = Scheduler()
+    first = simulated_tracker(act, scheduler, device)
+    await online(first)
     await owner_of(act, db, device)
-    await first.link.close()  # the tracker is out of coverage
+    first.stop()  # the tracker is out of coverage
 
     async def offline() -> bool:
         assert act.gateway.pipeline is not None
@@ -56,6 +65,7 @@ async def test_owner_watches_a_position_request_go_from_queued_to_acknowledged(
 
     await eventually(offline)
     base = str(act.http.base_url).rstrip("/")
+    tracker: TcpLink | None = None
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
                                            args=ARGS)
@@ -80,9 +90,7 @@ async def test_owner_watches_a_position_request_go_from_queued_to_acknowledged(
             await page.evaluate("window.stillTheSamePage = true")
 
             # The tracker comes back and answers; the open page follows by itself.
-            tracker = await connect(act, link_factory, "gl300", device)
-            answering = asyncio.create_task(answer_commands(tracker, 2))
-            await tracker.send(tracker.device.position(fix_now()))
+            tracker = simulated_tracker(act, scheduler, device)
             await expect(row.locator(".command-status")).to_have_text("acknowledged",
                                                                       timeout=15_000)
             await expect(row).to_contain_text("RTL")
@@ -102,6 +110,10 @@ async def test_owner_watches_a_position_request_go_from_queued_to_acknowledged(
             await expect(stop.locator(".command-status")).to_have_text("acknowledged",
                                                                        timeout=15_000)
             await shot(page, "05-engine-stopped", dialect)
-            await answering
+            assert tracker.device.stats.commands_answered == 2
         finally:
             await browser.close()
+            for link in (first, tracker):
+                if link is not None:
+                    link.stop()
+            scheduler.close()
