@@ -490,6 +490,8 @@ class CommandSettings(_Section):
     #: Seconds between two looks, by each instance, for commands queued elsewhere (another
     #: instance, `gateway command`) for the devices connected to it.
     poll_s: float = Field(2.0, ge=0.1, le=60)
+    #: Commands an owner may ask of one device per minute (then 429 with Retry-After).
+    max_per_minute: int = Field(20, ge=1, le=1000)
 
 
 class AlarmSettings(_Section):

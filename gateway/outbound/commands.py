@@ -34,12 +34,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gateway.activation.confirm import OwnerConfirmation
-from gateway.activation.engine import OwnerInfo
+from gateway.activation.engine import OwnerInfo, RateLimited
 from gateway.config import CommandSettings
 from gateway.devices.mqtt import MqttTransport
 from gateway.devices.pipeline import Pipeline, Stream
 from gateway.metrics import Metrics
-from gateway.store import audit, claiming
+from gateway.store import audit, claiming, counters
 from gateway.store import commands as store
 from gateway.store.commands import CommandInfo, Due, Target
 from gateway.store.database import Database
@@ -181,7 +181,8 @@ class CommandService:
         confirm: Confirm | None, client_addr: str | None,
     ) -> CommandInfo:
         """Queue a command for the owner's device. LookupError when it is not theirs now;
-        CommandRefused; ConfirmationNeeded; activation's Failure for a wrong code."""
+        CommandRefused; ConfirmationNeeded; activation's Failure for a wrong code;
+        RateLimited."""
         async with self.db.engine.connect() as conn:
             binding = await claiming.owners_binding(conn, imei, owner.id)
             device = await store.target(conn, imei) if binding is not None else None
@@ -207,6 +208,7 @@ class CommandService:
                 raise LookupError(imei)
             device = await store.target(conn, imei)
             assert device is not None
+            await self._rate_limit(conn, device, now)
             command_id = await self._insert(
                 conn, device, command, requested_by="owner", owner_id=owner.id,
                 client_addr=client_addr, now=now,
@@ -229,6 +231,16 @@ class CommandService:
                                             owner_id=None, client_addr=client_addr, now=now,
                                             challenge_id=None)
         return await self._queued(command_id, device)
+
+    async def _rate_limit(self, conn: Any, device: Target, now: datetime) -> None:
+        """Count an owner's command for the device; RateLimited (which rolls the transaction
+        back, the code included) past `commands.max_per_minute`."""
+        limit = self.settings.max_per_minute
+        count, window_start = await counters.bump(conn, "command", device.imei, now, 60)
+        if count > limit:
+            wait = (window_start + timedelta(seconds=60) - now).total_seconds()
+            raise RateLimited(int(wait) + 1, f"more than {limit} commands a minute for this "
+                              "device: wait and try again")
 
     async def _insert(
         self, conn: Any, device: Target, command: Command, *, requested_by: str,

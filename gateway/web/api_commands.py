@@ -168,6 +168,8 @@ async def send_command(
         return JSONResponse({"detail": exc.message.replace("{imei}", imei)}, status_code=403)
     except InvalidInput as exc:
         return invalid_input(exc)
+    except RateLimited as exc:
+        return rate_limited(exc)
     except Failure as exc:
         return failed(exc)
     return JSONResponse(command_out(info).model_dump(mode="json"), status_code=202)

@@ -69,6 +69,8 @@ async def command_form(
         return problem(f"You have no device {imei}.", 404)
     except (CommandRefused, ConfirmationNeeded) as exc:
         return problem(exc.message, 422)
+    except RateLimited as exc:
+        return problem(exc.message, 429)
     return _redirect(f"/devices/{imei}?command={info.id}#commands")
 
 
@@ -95,7 +97,8 @@ async def engine_confirm(
         info = await ctx.commands.queue_for_owner(
             me, imei, row.purpose, None, confirm=Confirm(challenge_id, token, code.strip()),
             client_addr=client_addr(request, ctx))
-    except (Failure, InvalidInput, LookupError, CommandRefused, ConfirmationNeeded):
+    except (Failure, InvalidInput, LookupError, CommandRefused, ConfirmationNeeded,
+            RateLimited):
         return await _flow_page(request, ctx, owner, challenge_id, "engine",
                                 GENERIC_FAILURE, 400, imei)
     response = _redirect(f"/devices/{imei}?command={info.id}#commands")

@@ -295,3 +295,34 @@ async def test_a_command_queued_on_one_instance_reaches_a_device_on_another(
     await tracker.expect(b"AT+GTRTO=,1,,,,,,FFFF$")
     await wait_status(first.http, device, answer.json()["id"], "sent")
     await tracker.link.nothing_more(0.6)  # once, though both instances poll
+
+
+async def test_an_owner_cannot_flood_a_device(
+    start_act: StartAct, db: Database, link_factory: Any,
+) -> None:
+    act = await start_act(commands={"poll_s": 0.2, "max_per_minute": 3})
+    device = imei(811)
+    tracker = await connect(act, link_factory, "gl300", device)
+    await tracker.login()
+    await owner_of(act, db, device)
+    for _ in range(3):
+        assert (await _post(act, device, {"type": "position_single"})).status_code == 202
+    flood = await _post(act, device, {"type": "position_single"})
+    assert flood.status_code == 429
+    assert 1 <= int(flood.headers["retry-after"]) <= 61
+    assert "more than 3 commands a minute" in flood.json()["detail"]
+    await tracker.expect(b"AT+GTRTO=,1,,,,,,FFFF$" * 3)
+    await tracker.link.nothing_more(0.5)
+
+
+async def test_openapi_documents_the_command_and_alarm_api(act: Act) -> None:
+    paths = (await act.http.get("/openapi.json")).json()["paths"]
+    for path, method in [
+        ("/api/v1/devices/{imei}/commands", "post"), ("/api/v1/devices/{imei}/commands", "get"),
+        ("/api/v1/devices/{imei}/commands/confirmations", "post"),
+        ("/api/v1/devices/{imei}/alarms", "get"),
+        ("/api/v1/admin/devices/{imei}/commands", "post"),
+        ("/api/v1/admin/devices/{imei}/commands", "get"),
+    ]:
+        assert method in paths[path], (path, method)
+    assert "/devices/{imei}/commands" not in paths  # the page's form is not API
