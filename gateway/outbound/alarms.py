@@ -45,18 +45,20 @@ class AlarmNotifier:
         #: (device, alarm type) -> when this instance last sent a message for it (monotonic).
         self._sent: dict[tuple[str, str], float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._stopping = False
+        #: False once stopping, or when alarms.notify is off (read once: this runs per frame).
+        self._on = settings.notify
+        self._min_interval_s = settings.min_interval_s
 
     def stored(self, item: IngestItem) -> None:
         """A committed item (`Gateway.on_stored`): tell the owner of each alarm in it."""
-        if self._stopping or not self.settings.notify:
+        if not self._on:
             return
         for event in item.events:  # a loop, not a comprehension: called for every frame
             if event.__class__ is Alarm:
                 assert isinstance(event, Alarm)
                 key = (item.device_id, event.alarm.value)
                 sent = self._sent.get(key)
-                if sent is not None and time.monotonic() - sent < self.settings.min_interval_s:
+                if sent is not None and time.monotonic() - sent < self._min_interval_s:
                     self._count("suppressed")
                     continue
                 self._spawn(self._notify(item, event))
@@ -114,7 +116,7 @@ class AlarmNotifier:
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Let messages in flight finish (up to `timeout`), then cancel the rest."""
-        self._stopping = True
+        self._on = False
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=timeout)
         for task in list(self._tasks):
