@@ -328,8 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     command = add("command", help="queue a command for a device (admin): the running "
                   "gateway sends it when the device is connected; prints it as JSON")
     command.add_argument("imei")
-    command.add_argument("type", choices=[t.value for t in _command_types()],
-                         help="what the device should do (its protocol may not do all)")
+    command.add_argument("type", choices=[t.value for t in _command_types()], metavar="TYPE",
+                         help="position_single, report_interval (with --interval), "
+                         "engine_stop, engine_resume or reboot (a protocol may not do all)")
     command.add_argument("--interval", type=int, metavar="S",
                          help="report_interval: seconds between reports")
     command.add_argument("--wait", type=float, default=0, metavar="S",
