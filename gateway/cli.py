@@ -7,6 +7,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from gateway import logs
@@ -216,6 +217,38 @@ def cmd_unlock(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_command(settings: Settings, args: argparse.Namespace) -> int:
+    """Queue a command (the running gateways send it within `commands.poll_s`); with --wait,
+    print each status it reaches until it is settled or the time is up."""
+    from gateway.outbound.commands import CommandRefused, CommandService
+    from gateway.store import commands as command_store
+
+    async def action(db: Any) -> int:
+        service = CommandService(db, settings.commands, instance="cli")
+        try:
+            info = await service.queue_as_admin(args.imei, args.type, args.interval, by="cli")
+        except LookupError:
+            print(f"error: no device {args.imei} has been seen", file=sys.stderr)
+            return 1
+        except CommandRefused as exc:
+            print(f"error: {exc.field}: {exc.message}", file=sys.stderr)
+            return 1
+        print(json.dumps(_plain(info), default=str), flush=True)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (args.wait or 0)
+        last = info.status
+        while last in (command_store.QUEUED, command_store.SENT) and loop.time() < deadline:
+            await asyncio.sleep(0.5)
+            now = await command_store.get_command(db, info.id, datetime.now(UTC))
+            if now is not None and now.status != last:
+                last = now.status
+                print(json.dumps(_plain(now), default=str), flush=True)
+        return 0
+
+    result: int = _run_loop(_with_db(settings, action))
+    return result
+
+
 def cmd_config_protocols(_settings: Settings, _args: argparse.Namespace) -> int:
     from gateway.config import protocol_tables
 
@@ -281,6 +314,10 @@ def _not_negative(text: str) -> int:
 
 _ENCODING_HELP = ("the file's text encoding (utf-8, cp1252, latin-1...); default: detected "
                   "(UTF-8 or UTF-16 with a byte-order mark, else Windows-1252, said on stderr)")
+def _command_types() -> list[Any]:
+    from protocols import CommandType
+
+    return list(CommandType)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -371,6 +408,18 @@ def build_parser() -> argparse.ArgumentParser:
     unlock = add("unlock", help="let a device locked after failed codes be claimed again")
     unlock.add_argument("imei")
     unlock.set_defaults(func=cmd_unlock)
+
+    command = add("command", help="queue a command for a device (admin): the running "
+                  "gateway sends it when the device is connected; prints it as JSON")
+    command.add_argument("imei")
+    command.add_argument("type", choices=[t.value for t in _command_types()], metavar="TYPE",
+                         help="position_single, report_interval (with --interval), "
+                         "engine_stop, engine_resume or reboot (a protocol may not do all)")
+    command.add_argument("--interval", type=int, metavar="S",
+                         help="report_interval: seconds between reports")
+    command.add_argument("--wait", type=float, default=0, metavar="S",
+                         help="print each status change for up to S seconds")
+    command.set_defaults(func=cmd_command)
 
     audit = add("audit", help="print the audit log, newest first (JSON lines)")
     audit.add_argument("--imei")

@@ -549,6 +549,29 @@ class ActivationSettings(_Section):
         return self
 
 
+class CommandSettings(_Section):
+    #: Seconds a command waits for its device (offline, or connected to no instance) before
+    #: it expires unsent.
+    ttl_s: float = Field(86400.0, gt=0, le=30 * 86400)
+    #: Seconds after a command was sent during which an answer of the device is taken as its
+    #: answer; a command unanswered by then stays "sent".
+    answer_window_s: float = Field(300.0, gt=0, le=86400)
+    #: Seconds between two looks, by each instance, for commands queued elsewhere (another
+    #: instance, `gateway command`) for the devices connected to it.
+    poll_s: float = Field(2.0, ge=0.1, le=60)
+    #: Commands an owner may ask of one device per minute (then 429 with Retry-After).
+    max_per_minute: int = Field(20, ge=1, le=1000)
+
+
+class AlarmSettings(_Section):
+    #: Tell a bound device's owner of its alarms (SOS and every other alarm type), through
+    #: the notify channel (purpose "alarm").
+    notify: bool = True
+    #: Per device and alarm type, at most one message per this many seconds; alarms in between
+    #: are stored and shown, not sent.
+    min_interval_s: float = Field(300.0, ge=0, le=86400)
+
+
 class InstanceSettings(_Section):
     #: This gateway's name in logs, metrics and published events, and in its default MQTT
     #: client id. Empty: `<host name>-<http port>`, stable across restarts and distinct for
@@ -585,6 +608,8 @@ class Settings(BaseSettings):
     mqtt: MqttSettings = MqttSettings()
     notify: NotifySettings = NotifySettings()
     activation: ActivationSettings = ActivationSettings()
+    commands: CommandSettings = CommandSettings()
+    alarms: AlarmSettings = AlarmSettings()
     instance: InstanceSettings = InstanceSettings()
     log: LogSettings = LogSettings()
     web: WebSettings = WebSettings()

@@ -148,3 +148,11 @@ class Metrics:
             "gateway_live_bus_dropped_total",
             "Events not sent to other instances (their link was down or too far behind)",
             registry=r)
+        self.commands = Counter(
+            "gateway_commands_total",
+            "Commands to devices that reached a status (queued, sent, acknowledged, failed, "
+            "expired) on this instance", ["status"], registry=r)
+        self.alarm_notifications = Counter(
+            "gateway_alarm_notifications_total",
+            "Alarms of bound devices told to their owner (sent, failed) or not "
+            "(suppressed: alarms.min_interval_s)", ["result"], registry=r)

@@ -22,6 +22,8 @@ from gateway.devices.tcp import TcpServer
 from gateway.health import Health
 from gateway.metrics import Metrics
 from gateway.notify import build_notifier
+from gateway.outbound.alarms import AlarmNotifier
+from gateway.outbound.commands import CommandService
 from gateway.outbound.events import EventPublisher
 from gateway.outbound.live import LiveHub
 from gateway.store import secrets as server_secrets
@@ -78,6 +80,8 @@ class Gateway:
         self.tcp: TcpServer | None = None
         self.mqtt: MqttTransport | None = None
         self.events: EventPublisher | None = None
+        self.commands: CommandService | None = None
+        self.alarms: AlarmNotifier | None = None
         self.health: Health | None = None
         self._web: _EmbeddedUvicorn | None = None
         self._web_task: asyncio.Task[None] | None = None
@@ -155,8 +159,14 @@ class Gateway:
         self.pipeline = Pipeline(
             settings.protocols, max_frame_bytes=settings.tcp.max_frame_bytes,
             max_frames_per_s=settings.tcp.max_frames_per_s, metrics=self.metrics,
-            store=self.writer, on_stored=self.on_stored, on_closed=self.on_stream_closed,
-            instance=self.instance)
+            store=self.writer, on_stored=self.on_stored, on_identified=self.on_identified,
+            on_closed=self.on_stream_closed, instance=self.instance)
+        self.commands = CommandService(
+            self.db, settings.commands, instance=self.instance, pipeline=self.pipeline,
+            confirmations=self.activation.confirmations, metrics=self.metrics)
+        self.alarms = AlarmNotifier(
+            self.db, settings.alarms, settings.notify, self.activation.engine.notifier,
+            public_url=settings.http.public_url, metrics=self.metrics)
         self.tcp = TcpServer(settings.tcp, self.pipeline, self.metrics)
         await self.tcp.start()
         tcp = self.tcp
@@ -171,11 +181,13 @@ class Gateway:
                 settings.mqtt, self.pipeline, self.metrics, instance=self.instance,
                 drain_timeout_s=settings.database.shutdown_timeout_s)
             await mqtt.start()
+            self.commands.mqtt = mqtt
             if settings.mqtt.publish_events:
                 self.events = EventPublisher(settings.mqtt, mqtt.publish,
                                              lambda: mqtt.state == "up", self.db, self.metrics,
                                              instance=self.instance)
                 await self.events.start()
+        await self.commands.start()
         app = create_app(self._web_context(self.activation, self.db))
         # proxy_headers off: uvicorn would believe X-Forwarded-For from any loopback peer;
         # the web app reads it only from http.trusted_proxies (rule 27).
@@ -275,19 +287,24 @@ class Gateway:
             activation=activation, db=db, http=settings.http, admin=settings.admin,
             metrics_settings=settings.metrics, metrics=self.metrics, health=health.live,
             ready=health.ready, online_devices=online_devices, web=settings.web,
-            live=self.live, refresh_metrics=refresh_metrics)
+            live=self.live, refresh_metrics=refresh_metrics, commands=self.commands)
 
     def on_stored(self, item: IngestItem) -> None:
         """A transport's item was committed: a stored SOS is the device signal of a claim.
 
         Transport-neutral: TCP and MQTT call it the same way. Bound devices' positions and
-        alarms are also published as MQTT events from here (when `mqtt.publish_events`), and
-        reach the owners' live streams.
+        alarms are also published as MQTT events from here (when `mqtt.publish_events`), reach
+        the owners' live streams, a device's answer settles its command, and alarms are told to
+        the device's owner.
         """
         if self.live is not None:
             self.live.stored(item)
         if self.events is not None:
             self.events.device_stored(item)
+        if self.commands is not None:
+            self.commands.stored(item)
+        if self.alarms is not None:
+            self.alarms.stored(item)
         if self.activation is None:
             return
         for event in item.events:  # a loop, not any(): called for every committed frame
@@ -328,6 +345,11 @@ class Gateway:
         if forgotten:
             log.info("check device removed", extra={"device": device_id})
 
+    def on_identified(self, stream: Stream) -> None:
+        """A device came online on this instance: the commands waiting for it go out."""
+        if self.commands is not None:
+            self.commands.device_online(stream)
+
     def _signal_done(self, task: asyncio.Task[None]) -> None:
         self._signal_tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
@@ -356,6 +378,10 @@ class Gateway:
             await self.writer.close(drain=True, timeout=self.settings.database.shutdown_timeout_s)
         if self._signal_tasks:
             await asyncio.gather(*list(self._signal_tasks), return_exceptions=True)
+        if self.commands is not None:
+            await self.commands.stop()
+        if self.alarms is not None:
+            await self.alarms.stop()
         if self.activation is not None:
             await self.activation.drain()
             await self.activation.close()

@@ -9,6 +9,7 @@ each under `protocols/`).
 from __future__ import annotations
 
 from protocols.codec import (
+    Answer,
     Codec,
     Command,
     CommandType,
@@ -39,6 +40,7 @@ __all__ = [
     "DETECT_MAX_BYTES",
     "Alarm",
     "AlarmType",
+    "Answer",
     "Codec",
     "Command",
     "CommandResult",

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from protocols.events import Attributes, Event, Rejected, attrs
+from protocols.events import Attributes, CommandResult, Event, Rejected, attrs
 from protocols.framing import BoundedFramer
 
 
@@ -83,6 +83,21 @@ class Command:
 
 class UnsupportedCommand(ValueError):
     """The protocol has no syntax for this command (or this argument)."""
+
+
+class Answer(enum.Enum):
+    """What a device's `CommandResult` says about a command it answers."""
+
+    #: The device took the command (carried it out, or said it would).
+    DONE = "done"
+    #: The device answered that it did not (an error code, "unsupported").
+    REFUSED = "refused"
+
+
+def answers_any(sent: bytes, result: CommandResult) -> Answer | None:
+    """For protocols whose answers do not name the command they answer: any answer is taken
+    as the device's answer to the oldest command still waiting for one."""
+    return Answer.DONE
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +236,10 @@ class Codec:
     #: `downlink_framer()`: cuts what the server sends into messages, for the simulated device.
     #: None: the simulator splits commands on the last byte of an encoded command.
     downlink_framer: Callable[[], BoundedFramer] | None = None
+    #: `answers(sent, result)`: whether the device's `result` answers the command that was sent
+    #: as the bytes `sent` (None: it does not; else what it says). The gateway offers each
+    #: answer to the device's commands oldest first and takes the first that matches.
+    answers: Callable[[bytes, CommandResult], Answer | None] = answers_any
     #: `reply_key(reply)`: the part of a reply a device can predict (without the server's clock),
     #: for the simulated device to match replies. None: replies are compared whole.
     reply_key: Callable[[bytes], bytes] | None = None

@@ -59,6 +59,9 @@ log = logging.getLogger("gateway.activation")
 #: Proofs whose code goes to the contact the flow is for: failures on them never block the
 #: account (rule 25); guessing them is bounded by the per-destination send cap instead.
 OWN_CODE_PROOFS = frozenset({"owner", "claim_key", "device_signal", "contact_only"})
+#: Flows a signed-in owner starts on their own device (never a decoy): they see the real
+#: delivery of their code.
+OWNER_PURPOSES = frozenset({"release", "engine_stop", "engine_resume"})
 
 
 class Failure(Exception):
@@ -500,10 +503,11 @@ class CodeEngine:
     def _delivery(self, row: Row[Any]) -> str | None:
         """Rule 12: a claim or a sign-in shows the same delivery whatever happens behind it (a
         decoy sends nothing, a capped destination gets nothing, a channel may fail). Only a
-        release, whose owner is signed in and never a decoy, shows the real outcome."""
+        release (or an engine command), whose owner is signed in and never a decoy, shows the
+        real outcome."""
         if row.code_hmac is None or row.proof == "totp":
             return None
-        if row.purpose == "release":
+        if row.purpose in OWNER_PURPOSES:
             return str(row.delivery) if row.delivery else None
         return "sent"
 
@@ -530,7 +534,7 @@ class CodeEngine:
         if row.purpose == "sign_in":
             return (f"If {claimant} has an account, a sign-in code is on its way to it. "
                     "Nothing arriving? Check the address and start again.")
-        if row.purpose == "release":
+        if row.purpose in OWNER_PURPOSES:
             if row.delivery == "failed":
                 return (f"We could not deliver the code to {claimant}. Ask for a new code in a "
                         "minute; if it keeps failing, contact the administrator.")

@@ -3,6 +3,7 @@
 * `claims`: claim a device (contact of record, claim key, device signal);
 * `sign_in`: owners sign in by code or authenticator app;
 * `releases`: an owner releases their device;
+* `confirmations`: a fresh code confirming an owner's engine command (the release's own kind);
 * `account`: sessions and the authenticator app;
 * `provisioning`: contacts of record, claim keys, CSV import, unlock.
 
@@ -19,6 +20,7 @@ from datetime import datetime, timedelta
 from gateway.activation.account import AccountFlow
 from gateway.activation.claims import ClaimFlow
 from gateway.activation.codes import ServerKey
+from gateway.activation.confirm import OwnerConfirmation
 from gateway.activation.engine import CodeEngine, utcnow
 from gateway.activation.provisioning import Provisioning
 from gateway.activation.releases import ReleaseFlow
@@ -51,6 +53,8 @@ class ActivationService:
         self.claims = ClaimFlow(self.engine)
         self.sign_in = SignInFlow(self.engine)
         self.releases = ReleaseFlow(self.engine)
+        #: Codes confirming an owner's dangerous commands (engine stop and resume).
+        self.confirmations = OwnerConfirmation(self.engine)
         self.account = AccountFlow(self.engine)
         self.provisioning = Provisioning(self.engine)
         self._lapse_task: asyncio.Task[None] | None = None

@@ -10,14 +10,17 @@ from typing import Protocol
 
 log = logging.getLogger("gateway.notify")
 
-#: Why a message is sent. The first three carry a one-time code, the notices do not.
-PURPOSES = ("activation", "sign_in", "release", "claimed_notice", "released_notice",
-            "locked_notice")
+#: Why a message is sent. The codes: activation, sign_in, release and the engine commands'
+#: confirmations; the notices carry none; an alarm tells an owner what their device reported.
+PURPOSES = ("activation", "sign_in", "release", "engine_stop", "engine_resume",
+            "claimed_notice", "released_notice", "locked_notice", "alarm")
 
 _SUBJECTS = {
     "activation": "Your device activation code",
     "sign_in": "Your sign-in code",
     "release": "Your code to release a device",
+    "engine_stop": "Your code to stop a vehicle's engine",
+    "engine_resume": "Your code to let a vehicle's engine start again",
     "claimed_notice": "A device was activated",
     "released_notice": "A device was released",
     "locked_notice": "Activation of your device is paused",
@@ -34,6 +37,13 @@ class Message:
     code: str | None = None
     #: Until when a lock holds (`locked_notice`).
     until: datetime | None = None
+    #: What the device reported (`alarm`): the alarm type, when, and where when known.
+    alarm: str | None = None
+    at: datetime | None = None
+    lat: float | None = None
+    lon: float | None = None
+    #: The page to open (`alarm`: the device's page).
+    link: str | None = None
 
     @property
     def kind(self) -> str:
@@ -42,6 +52,8 @@ class Message:
 
     @property
     def subject(self) -> str:
+        if self.purpose == "alarm":
+            return f"Alarm from device {self.imei}: {_alarm_name(self.alarm)}"
         return _SUBJECTS.get(self.purpose, "tracker-gateway")
 
     @property
@@ -58,8 +70,31 @@ class Message:
                     "dealer or the gateway's administrator.")
         if self.purpose == "released_notice":
             return f"Device {self.imei} was released: it no longer belongs to your account."
+        if self.purpose == "alarm":
+            return self._alarm_body()
+        if self.purpose in ("engine_stop", "engine_resume"):
+            action = "stop the engine" if self.purpose == "engine_stop" else "let the engine start"
+            return (f"Your code to {action} of device {self.imei} is {self.code}. It works once "
+                    "and expires soon. If you did not ask for it, somebody is using your "
+                    "account: sign out everywhere and contact the gateway's administrator.")
         return (f"Your code{device} is {self.code}. It works once and expires soon. "
                 "Nobody from the service will ever ask you for it.")
+
+    def _alarm_body(self) -> str:
+        when = self.at.strftime("%Y-%m-%d %H:%M:%S UTC") if self.at else "just now"
+        where = (f" at {self.lat:.5f}, {self.lon:.5f}" if self.lat is not None
+                 and self.lon is not None else "")
+        text = f"Device {self.imei} reported {_alarm_name(self.alarm)} {when}{where}."
+        if self.link:
+            text += f" Details: {self.link}"
+        return text
+
+
+def _alarm_name(alarm: str | None) -> str:
+    """`sos` -> `SOS`, `low_battery` -> `low battery`."""
+    if not alarm:
+        return "an alarm"
+    return "SOS" if alarm == "sos" else alarm.replace("_", " ")
 
 
 class Notifier(Protocol):

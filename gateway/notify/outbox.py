@@ -12,7 +12,8 @@ from gateway.notify.base import Message
 
 
 class OutboxNotifier:
-    """Appends `{to, channel, purpose, imei, code, sent_at}` lines to `path`."""
+    """Appends `{to, channel, purpose, imei, code, until, alarm, at, text, sent_at}` lines to
+    `path`."""
 
     channel = "outbox"
 
@@ -28,6 +29,9 @@ class OutboxNotifier:
             "imei": message.imei,
             "code": message.code,
             "until": message.until.isoformat() if message.until else None,
+            "alarm": message.alarm,
+            "at": message.at.isoformat() if message.at else None,
+            "text": message.body,
             "sent_at": datetime.now(UTC).isoformat(),
         })
         async with self._lock:

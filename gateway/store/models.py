@@ -422,3 +422,43 @@ class FailureCounter(Base):
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     count: Mapped[int] = mapped_column(Integer)
     window_start: Mapped[datetime]
+
+
+class DeviceCommand(Base):
+    """A command for a device, from its request to the device's answer.
+
+    `status`: queued (waiting for the device, until `expires_at`), sent (written to the device's
+    open stream or published on its MQTT down topic; `payload` holds the bytes), acknowledged
+    or failed (the device's answer, in `result`; or why it could not be sent), expired (never
+    sent in time). `binding_id` is the binding it was asked under: only that owner sees it, and
+    it is not sent once the device has changed hands.
+    """
+
+    __tablename__ = "device_commands"
+    __table_args__ = (
+        Index("ix_device_commands_device_id_id", "device_id", "id"),
+        # What every instance polls for: the few commands still waiting.
+        Index("ix_device_commands_queued", "id",
+              postgresql_where=text("status = 'queued'"),
+              sqlite_where=text("status = 'queued'")),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"))
+    binding_id: Mapped[int | None] = mapped_column(ForeignKey("bindings.id"))
+    #: A `protocols.CommandType` value.
+    type: Mapped[str] = mapped_column(String(24))
+    interval_s: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    #: `owner`, `admin` (API) or `cli`.
+    requested_by: Mapped[str] = mapped_column(String(16))
+    owner_id: Mapped[int | None] = mapped_column(BigId)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    #: The instance that sent it.
+    sent_by: Mapped[str | None] = mapped_column(String(64))
+    payload: Mapped[bytes | None] = mapped_column(LargeBinary)
+    answered_at: Mapped[datetime | None]
+    #: The device's answer (text), or why the command failed.
+    result: Mapped[str | None] = mapped_column(Text)

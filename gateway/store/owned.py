@@ -1,5 +1,5 @@
-"""What an owner may read: their devices (current and released) and the positions recorded
-under their own bindings only (rule 19)."""
+"""What an owner may read: their devices (current and released) and the positions and alarms
+recorded under their own bindings only (rule 19)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from gateway.store.claiming import names_device
 from gateway.store.database import Database
-from gateway.store.models import Binding, Device, StoredPosition
-from gateway.store.queries import LastFix, PositionInfo
+from gateway.store.models import Binding, Device, StoredAlarm, StoredPosition
+from gateway.store.queries import AlarmInfo, LastFix, PositionInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,3 +84,18 @@ async def owner_positions(
     async with db.engine.connect() as conn:
         rows = (await conn.execute(stmt)).all()
     return [PositionInfo(*row[:-1], attributes=row[-1] or {}) for row in rows]
+
+
+async def owner_alarms(
+    db: Database, binding_ids: tuple[int, ...], *, since: datetime | None = None,
+    limit: int = 100,
+) -> list[AlarmInfo]:
+    """Alarms stored under the given bindings (the owner's own), newest first."""
+    a = StoredAlarm
+    stmt = select(a.alarm_type, a.raw_code, a.event_time, a.lat, a.lon, a.received_at,
+                  a.binding_id).where(a.binding_id.in_(binding_ids))
+    if since is not None:
+        stmt = stmt.where(a.event_time >= since)
+    stmt = stmt.order_by(a.event_time.desc(), a.id.desc()).limit(limit)
+    async with db.engine.connect() as conn:
+        return [AlarmInfo(*row) for row in (await conn.execute(stmt)).all()]

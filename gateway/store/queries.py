@@ -18,6 +18,7 @@ from gateway.store.models import (
     AuditEntry,
     Binding,
     Device,
+    DeviceCommand,
     DeviceFrame,
     DeviceLink,
     DeviceState,
@@ -307,7 +308,8 @@ async def forget_unclaimed_device(db: Database, imei: str) -> bool:
             .where(ProvisionedDevice.imei == imei))
         if ever_bound or provisioned:
             return False
-        for table in (DeviceFrame.__table__, StoredAlarm.__table__, DeviceLink.__table__):
+        for table in (DeviceFrame.__table__, StoredAlarm.__table__, DeviceLink.__table__,
+                      DeviceCommand.__table__):
             await conn.execute(delete(table).where(table.c.device_id == device.id))
         await conn.execute(delete(devices).where(devices.c.id == device.id))
     return True

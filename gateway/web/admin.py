@@ -16,9 +16,13 @@ from gateway.activation import InvalidInput
 from gateway.activation.claim_keys import format_claim_key
 from gateway.activation.csv_text import NotText, decode_csv
 from gateway.activation.engine import utcnow
+from gateway.outbound.commands import CommandRefused, supported_types
 from gateway.store import audit as audit_log
+from gateway.store import commands as command_store
 from gateway.store import counters, queries
+from gateway.store.commands import CommandInfo
 from gateway.store.models import DeviceState
+from gateway.web.api_commands import CommandParams, Commands, command_out, refused
 from gateway.web.context import WebContext
 from gateway.web.deps import ClientAddr, Context, Db, Provision
 
@@ -230,3 +234,45 @@ async def device_frames(
         "imei": imei,
         "frames": [_frame_out(f) for f in frames],
     }
+
+
+class AdminCommandIn(BaseModel):
+    #: position_single, report_interval, engine_stop, engine_resume or reboot.
+    type: str
+    params: CommandParams = CommandParams()
+
+
+@router.post("/devices/{imei}/commands", status_code=202)
+async def send_command(
+    imei: str, body: AdminCommandIn, commands: Commands, client: ClientAddr,
+) -> JSONResponse:
+    """Queue a command for any seen device (no code asked; audited as `admin`)."""
+    try:
+        info = await commands.queue_as_admin(imei, body.type, body.params.interval_s,
+                                             by="admin", client_addr=client)
+    except LookupError:
+        raise HTTPException(status.HTTP_404_NOT_FOUND,
+                            f"no device {imei} has been seen") from None
+    except CommandRefused as exc:
+        return refused(exc)
+    return JSONResponse(_admin_command(info), status_code=202)
+
+
+@router.get("/devices/{imei}/commands")
+async def list_commands(
+    imei: str, db: Db, limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> dict[str, Any]:
+    """Every command of the device (whoever asked), newest first."""
+    device = await queries.get_device(db, imei)
+    if device is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no device {imei} has been seen")
+    commands = await command_store.commands_of_device(db, imei, limit=limit, now=utcnow())
+    return {"imei": imei, "supported": supported_types(device.protocol),
+            "commands": [_admin_command(c) for c in commands]}
+
+
+def _admin_command(info: CommandInfo) -> dict[str, Any]:
+    """A command as the owner sees it, and the bytes sent (hex), for installers."""
+    out = command_out(info).model_dump(mode="json")
+    out["sent_hex"] = info.payload.hex() if info.payload is not None else None
+    return out

@@ -15,7 +15,17 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.activation.codes import KeyNotReady
-from gateway.web import admin, api_activation, api_live, api_owner, docs, errors, pages
+from gateway.web import (
+    admin,
+    api_activation,
+    api_commands,
+    api_live,
+    api_owner,
+    docs,
+    errors,
+    pages,
+    pages_commands,
+)
 from gateway.web.context import WebContext
 from gateway.web.deps import ClientAddr, Context
 from gateway.web.security import BodyLimit, SecurityHeaders
@@ -71,6 +81,8 @@ def create_app(ctx: WebContext) -> FastAPI:
     app.include_router(api_owner.router)
     app.include_router(api_live.router)
     app.include_router(docs.router)
+    app.include_router(api_commands.router)
+    app.include_router(pages_commands.router)
     pages.install(app)
     errors.install(app)
     # Outermost last: security headers on every answer, the 413 included.

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from gateway.activation import ActivationService
 from gateway.config import AdminSettings, HttpSettings, MetricsSettings, WebSettings
 from gateway.metrics import Metrics
+from gateway.outbound.commands import CommandService
 from gateway.outbound.live import LiveHub
 from gateway.store.database import Database
 
@@ -41,6 +42,8 @@ class WebContext:
     live: LiveHub
     #: Called before `/metrics` is rendered (gauges read on demand).
     refresh_metrics: Callable[[], None] = lambda: None
+    #: Commands to devices (None: not offered, e.g. a web app built without a gateway).
+    commands: CommandService | None = None
     _proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(
         init=False, default=())
 

@@ -33,6 +33,7 @@ from gateway.web.deps import (
     optional_owner,
     set_session_cookie,
 )
+from gateway.web.device_commands import device_commands_and_alarms
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 CSRF_COOKIE = "gw_csrf"
@@ -161,7 +162,8 @@ async def _flow_page(
         except Failure:
             view = None
     base = {"claim": f"/claim/{challenge_id}", "signin": f"/signin/{challenge_id}",
-            "release": f"/devices/{imei}/release/{challenge_id}"}[kind]
+            "release": f"/devices/{imei}/release/{challenge_id}",
+            "engine": f"/devices/{imei}/engine/{challenge_id}"}[kind]
     return render(request, ctx, "flow.html", status_code, owner=owner, view=view,
                   kind=kind, base=base, error=error, imei=imei)
 
@@ -218,7 +220,7 @@ async def _resend(
         return await _flow_page(request, ctx, owner, challenge_id, kind,
                                 "A new code cannot be sent for this request: start again.",
                                 400, imei)
-    base = (f"/devices/{imei}/release/{challenge_id}" if kind == "release"
+    base = (f"/devices/{imei}/{kind}/{challenge_id}" if kind in ("release", "engine")
             else f"/{kind}/{challenge_id}")
     return _redirect(f"{base}?resent=1")
 
@@ -335,7 +337,8 @@ async def device_page(
     return render(request, ctx, "device.html", owner=me,
                   device=device_out(ctx, device), positions=positions,
                   track=_track(positions), web=ctx.web,
-                  claimed=request.query_params.get("claimed"))
+                  claimed=request.query_params.get("claimed"),
+                  **await device_commands_and_alarms(request, ctx, device))
 
 
 def _track(positions: list[Any]) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ commands), `device` (a simulated device).
 from __future__ import annotations
 
 from protocols.codec import Codec, prefix_detector
-from protocols.eelink.commands import COMMANDS, encode_command, encode_udp_command
+from protocols.eelink.commands import COMMANDS, answers, encode_command, encode_udp_command
 from protocols.eelink.device import EelinkDevice
 from protocols.eelink.framer import EelinkFramer
 from protocols.eelink.session import EelinkSession, reply_key
@@ -22,6 +22,7 @@ CODEC = Codec(
     framer=EelinkFramer,
     session=EelinkSession,
     encode_command=encode_command,
+    answers=answers,
     commands=COMMANDS,
     device=EelinkDevice,
     sos="warning package 0x14 (old protocol: 0x04) with alarm code 0x02; acknowledged once "

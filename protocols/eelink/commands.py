@@ -4,8 +4,9 @@
 
 from __future__ import annotations
 
-from protocols.codec import Command, CommandType, UnsupportedCommand
+from protocols.codec import Answer, Command, CommandType, UnsupportedCommand, answers_any
 from protocols.eelink import udp
+from protocols.events import CommandResult
 
 _TEXT = {
     CommandType.POSITION_SINGLE: "WHERE#",
@@ -45,3 +46,10 @@ def encode_command(device_id: str, command: Command) -> bytes:
 def encode_udp_command(imei: str, command: Command) -> bytes:
     """The same package in a UDP datagram addressed by the device's IMEI."""
     return udp.wrap(imei, encode_command(imei, command))
+
+
+def answers(sent: bytes, result: CommandResult) -> Answer | None:
+    """The 0x80 answer echoes the server's 4-byte id of the command, which the encoder always
+    sends as 0 (the decoder keeps only the text): any answer is taken for the oldest command
+    still waiting."""
+    return answers_any(sent, result)

@@ -9,7 +9,7 @@ Frames are `+RESP:GTxxx,...$`, `+BUFF:GTxxx,...$` (buffered while offline) and `
 from __future__ import annotations
 
 from protocols.codec import Codec, CommandType, StatelessSession, prefix_detector
-from protocols.gl300.commands import encode_command
+from protocols.gl300.commands import answers, encode_command
 from protocols.gl300.decoder import Gl300Options, decode
 from protocols.gl300.device import Gl300Device
 from protocols.gl300.framer import Gl300Framer
@@ -23,6 +23,7 @@ CODEC = Codec(
     session=lambda options, clock: StatelessSession(decode, options),
     options=Gl300Options,
     encode_command=encode_command,
+    answers=answers,
     commands=frozenset(CommandType),
     device=Gl300Device,
     sos="+RESP:GTSOS (the SOS key held for 3 s)",

@@ -6,9 +6,17 @@ Traccar's encoder. An empty field in a Queclink command keeps the device's curre
 
 from __future__ import annotations
 
-from protocols.codec import Command, CommandType, UnsupportedCommand
+from protocols.codec import Answer, Command, CommandType, UnsupportedCommand
+from protocols.events import CommandResult
 
 SERIAL = "FFFF"
+
+#: AT+GTRTO sub-command codes and the names the ACK echoes (GL300 manual §3.2.11).
+RTO_SUBCOMMANDS: dict[str, str] = {
+    "0": "GPS", "1": "RTL", "2": "READ", "3": "REBOOT", "4": "RESET", "5": "PWROFF",
+    "6": "CID", "7": "CSQ", "8": "VER", "9": "BAT", "A": "TMZ", "B": "INF", "E": "GSV",
+    "F": "GSM",
+}
 
 #: AT+GTFRI check/send interval range on the GL300 (seconds).
 MIN_INTERVAL_S = 5
@@ -54,3 +62,25 @@ def _fri(pwd: str, interval_s: int | None) -> str:
             f"got {interval_s}")
     n = interval_s
     return f"AT+GTFRI={pwd},1,,,,,,{n},{n},,,,,,,,,,,,{SERIAL}$"
+
+
+def answers(sent: bytes, result: CommandResult) -> Answer | None:
+    """`+ACK:GTxxx` names the command it acknowledges (and, for AT+GTRTO, the sub-command).
+    The serial number it echoes is the FFFF every command carries, so two waiting commands of
+    the same kind are told apart only by their order."""
+    try:
+        text = sent.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    if not text.startswith("AT+GT") or "=" not in text:
+        return None
+    name, _, params = text[5:].partition("=")
+    if result.command != name:
+        return None
+    if name == "RTO":
+        fields = params.split(",")
+        wanted = RTO_SUBCOMMANDS.get(fields[1].upper()) if len(fields) > 1 else None
+        echoed = result.attributes.get("sub_command")
+        if wanted is not None and echoed is not None and str(echoed).upper() != wanted:
+            return None
+    return Answer.DONE

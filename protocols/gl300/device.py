@@ -15,17 +15,11 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from protocols.codec import Fix
+from protocols.gl300.commands import RTO_SUBCOMMANDS
 from protocols.gl300.fields import format_time
 
 DEFAULT_VERSION = "1A0401"
 MAX_POINTS = 15
-
-#: AT+GTRTO sub-command codes and the names the ACK echoes (GL300 manual §3.2.11).
-RTO_SUBCOMMANDS: dict[str, str] = {
-    "0": "GPS", "1": "RTL", "2": "READ", "3": "REBOOT", "4": "RESET", "5": "PWROFF",
-    "6": "CID", "7": "CSQ", "8": "VER", "9": "BAT", "A": "TMZ", "B": "INF", "E": "GSV",
-    "F": "GSM",
-}
 
 
 def _utc_now() -> datetime:

@@ -12,7 +12,7 @@ Speeds on the wire are knots (GPRMC) except in the `*`-terminated alternative fo
 from __future__ import annotations
 
 from protocols.codec import Codec, CommandType, StatelessSession
-from protocols.gps103.commands import encode_command
+from protocols.gps103.commands import answers, encode_command
 from protocols.gps103.decoder import LOAD, ON, decode
 from protocols.gps103.device import Gps103Device
 from protocols.gps103.framer import Gps103Framer
@@ -38,6 +38,7 @@ CODEC = Codec(
     framer=Gps103Framer,
     session=lambda options, clock: StatelessSession(decode, options),
     encode_command=encode_command,
+    answers=answers,
     commands=frozenset({CommandType.POSITION_SINGLE, CommandType.REPORT_INTERVAL,
                         CommandType.ENGINE_STOP, CommandType.ENGINE_RESUME}),
     device=Gps103Device,

@@ -7,7 +7,8 @@ them with the trailing `;` that ends every other gps103 frame (including Traccar
 
 from __future__ import annotations
 
-from protocols.codec import Command, CommandType, UnsupportedCommand
+from protocols.codec import Answer, Command, CommandType, UnsupportedCommand
+from protocols.events import CommandResult
 from protocols.gps103.values import is_device_id
 
 _LETTERS: dict[CommandType, str] = {
@@ -63,3 +64,10 @@ def _interval(seconds: int | None) -> str:
     if seconds == 0:
         return "D"
     return "C," + format_interval(seconds)
+
+
+def answers(sent: bytes, result: CommandResult) -> Answer | None:
+    """gps103 devices answer no command with a message of their own: a position request is
+    answered by an ordinary report that does not say it answers anything. Nothing is matched,
+    so a command stays "sent"."""
+    return None

@@ -10,7 +10,7 @@ text commands), `device` (a simulated unit).
 from __future__ import annotations
 
 from protocols.codec import Codec, prefix_detector
-from protocols.gt06.commands import COMMANDS, encode_command
+from protocols.gt06.commands import COMMANDS, answers, encode_command
 from protocols.gt06.device import Gt06Device
 from protocols.gt06.framer import Gt06Framer
 from protocols.gt06.session import Gt06Options, Gt06Session
@@ -36,6 +36,7 @@ CODEC = Codec(
     session=Gt06Session,
     options=Gt06Options,
     encode_command=encode_command,
+    answers=answers,
     commands=COMMANDS,
     device=Gt06Device,
     sos="alarm byte 0x01 (or terminal-information code 4) in a 0x16/0x26/0x27/0xA4 GPS+status "

@@ -14,9 +14,13 @@ The texts are those of the vendor manuals (Concox GT06N / JM-VL0x command lists)
 
 from __future__ import annotations
 
-from protocols.codec import Command, CommandType, UnsupportedCommand
+from protocols.codec import Answer, Command, CommandType, UnsupportedCommand
+from protocols.events import CommandResult
 from protocols.gt06.blocks import COMMAND_0
 from protocols.gt06.wire import packet
+
+#: The position request; its answer (a 0x21 fix) is decoded as a CommandResult naming it.
+POSITION_REQUEST = "WHERE#"
 
 #: Upload interval bounds of the TIMER command in the vendor manuals, seconds.
 MIN_INTERVAL_S = 5
@@ -33,7 +37,7 @@ def command_text(command: Command) -> str:
     if kind is CommandType.ENGINE_RESUME:
         return "Relay,0#"
     if kind is CommandType.POSITION_SINGLE:
-        return "WHERE#"
+        return POSITION_REQUEST
     if kind is CommandType.REBOOT:
         return "RESET#"
     if kind is CommandType.REPORT_INTERVAL:
@@ -72,3 +76,16 @@ def decode_text(frame: bytes) -> str | None:
     if size <= 0 or 9 + size > len(frame) - 6:
         return None
     return frame[9:9 + size].decode("ascii", "replace")
+
+
+def answers(sent: bytes, result: CommandResult) -> Answer | None:
+    """The fix answering WHERE# names it; a 0x15 text answer names no command (its server flag
+    is the 0 every command carries), so it is taken for the oldest command still waiting."""
+    text = decode_text(sent)
+    if text is None:
+        return None
+    if result.command == POSITION_REQUEST:
+        return Answer.DONE if text.upper() == POSITION_REQUEST else None
+    if result.command:
+        return None
+    return Answer.DONE

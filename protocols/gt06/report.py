@@ -137,10 +137,15 @@ class Report:
             main = Heartbeat(device_id, attributes)
         else:
             main = Status(device_id, self.device_time or self._plausible_fix_time(), attributes)
+        answer: tuple[Event, ...] = ()
+        if position is not None and values.get("position_request"):
+            # The fix of a 0x21 "Current position!" text is the answer to the WHERE# command
+            # (`commands.POSITION_REQUEST`), which the gateway matches to the request.
+            answer = (CommandResult(device_id, "WHERE#", "position", self.fix_time),)
         if not self.alarms:
-            return (main,)
+            return (main, *answer)
         when = self.fix_time if position is not None else (
             self.device_time or self._plausible_fix_time())
         alarms = tuple(Alarm(device_id, kind, raw, position, when, attributes)
                        for kind, raw in self.alarms)
-        return (main, *alarms)
+        return (main, *alarms, *answer)

@@ -9,7 +9,7 @@ binary frames), `text` / `binary` (message layouts), `status` (the active-low st
 from __future__ import annotations
 
 from protocols.codec import Codec
-from protocols.h02.commands import COMMANDS, encode_command, encode_command_at
+from protocols.h02.commands import COMMANDS, answers, encode_command, encode_command_at
 from protocols.h02.device import H02Device
 from protocols.h02.framer import H02Framer
 from protocols.h02.session import H02Options, H02Session
@@ -57,6 +57,7 @@ CODEC = Codec(
     session=H02Session,
     options=H02Options,
     encode_command=encode_command,
+    answers=answers,
     commands=COMMANDS,
     device=H02Device,
     sos="status word bit 1 (or 18) cleared in a V1 text or $ binary position (active-low)",

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from protocols.codec import Command, CommandType, UnsupportedCommand
+from protocols.codec import Answer, Command, CommandType, UnsupportedCommand
+from protocols.events import CommandResult
 
 COMMANDS = frozenset({CommandType.ENGINE_STOP, CommandType.ENGINE_RESUME,
                       CommandType.REPORT_INTERVAL})
@@ -83,3 +84,20 @@ def parse_command(frame: bytes) -> tuple[str, str, str, list[str]] | None:
     if len(fields) < 4:
         return None
     return fields[1], fields[2], fields[3], fields[4:]
+
+
+def answers(sent: bytes, result: CommandResult) -> Answer | None:
+    """A V4 answer starts with the command's name, then the device's word (`OK`), then the
+    time the server stamped the command with (`S20,OK,<HHmmss>`): name and time identify the
+    command. The word is kept as the result; no failure word is documented, so every V4 that
+    matches is taken as done."""
+    parsed = parse_command(sent)
+    if parsed is None:
+        return None
+    _device, name, stamp, _params = parsed
+    parts = result.result.split(",")
+    if len(parts) < 2 or parts[0] != name:
+        return None
+    if len(parts) >= 3 and parts[2] and parts[2] != stamp:
+        return None
+    return Answer.DONE

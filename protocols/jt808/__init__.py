@@ -13,6 +13,7 @@ from __future__ import annotations
 from protocols.codec import Clock, Codec
 from protocols.jt808.commands import (
     COMMANDS,
+    answers,
     build_command,
     encode_command,
     encode_text,
@@ -48,6 +49,7 @@ CODEC = Codec(
     session=_session,
     options=Jt808Options,
     encode_command=encode_command,
+    answers=answers,
     commands=COMMANDS,
     device=Jt808Device,
     sos="0x0200 location report with alarm flag bit 0 (emergency), acknowledged by 0x8001",

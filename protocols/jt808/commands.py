@@ -25,9 +25,10 @@ import itertools
 import weakref
 from typing import Protocol
 
-from protocols.codec import Command, CommandType, UnsupportedCommand
-from protocols.jt808.identity import phone_for_id
-from protocols.jt808.wire import MAX_BODY, build
+from protocols.codec import Answer, Command, CommandType, UnsupportedCommand
+from protocols.events import CommandResult
+from protocols.jt808.identity import BadField, phone_for_id
+from protocols.jt808.wire import MAX_BODY, build, parse
 
 #: Parameter 0x0029 of 0x8103: default time reporting interval, seconds (DWORD).
 PARAM_REPORT_INTERVAL = 0x0029
@@ -125,3 +126,20 @@ def _text_frame(device_id: str, msg_id: int, body: bytes, serial: int | None) ->
     phone, version = address(device_id)
     return build(msg_id, phone, next_serial() if serial is None else serial, body,
                  version=version)
+
+
+def answers(sent: bytes, result: CommandResult) -> Answer | None:
+    """0x0001 names the serial and message id of the command it answers, with a result code
+    (0 success; 1 failure, 2 message error, 3 not supported: refused); 0x0201 names the serial
+    of the location query it answers. An exact match."""
+    try:
+        header = parse(sent)
+    except BadField:
+        return None
+    if result.attributes.get("serial") != header.serial:
+        return None
+    if result.command != f"{header.msg_id:#06x}":
+        return None
+    if header.msg_id == 0x8201:
+        return Answer.DONE
+    return Answer.DONE if result.result == "success" else Answer.REFUSED

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from protocols.codec import Codec, CommandType, StatelessSession, prefix_detector
-from protocols.tk103.commands import encode_command
+from protocols.tk103.commands import answers, encode_command
 from protocols.tk103.decoder import decode
 from protocols.tk103.device import Tk103Device, device_id_for_imei
 from protocols.tk103.framer import Tk103Framer
@@ -22,6 +22,7 @@ CODEC = Codec(
     framer=Tk103Framer,
     session=lambda options, clock: StatelessSession(decode, options),
     encode_command=encode_command,
+    answers=answers,
     commands=frozenset(CommandType),
     device=Tk103Device,
     wire_ids=wire_ids,

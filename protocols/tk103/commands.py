@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from protocols.codec import Command, CommandType, UnsupportedCommand
+from protocols.codec import Answer, Command, CommandType, UnsupportedCommand
+from protocols.events import CommandResult
 
 _DEVICE_ID = re.compile(r"[0-9A-Za-z_-]{1,20}")
 _MAX_INTERVAL_S = 0xFFFF  # four hex digits
@@ -41,3 +42,12 @@ def encode_command(device_id: str, command: Command) -> bytes:
     else:  # pragma: no cover - every CommandType is handled above
         raise UnsupportedCommand(f"tk103 has no command {kind.value}")
     return f"({device_id}{body})".encode("ascii")
+
+
+def answers(sent: bytes, result: CommandResult) -> Answer | None:
+    """BP04, the position that answers AP00, is the only answer that names its command. ZC03
+    text answers name none (they answer SMS-style commands), and the other commands are carried
+    out without an answer: those stay "sent"."""
+    if result.command == "AP00" and sent.endswith(b"AP00)"):
+        return Answer.DONE
+    return None

@@ -9,7 +9,7 @@ commands), `device` (a simulated watch).
 from __future__ import annotations
 
 from protocols.codec import Codec, CommandType, StatelessSession
-from protocols.watch.commands import encode_command
+from protocols.watch.commands import answers, encode_command
 from protocols.watch.decoder import decode
 from protocols.watch.device import WatchDevice
 from protocols.watch.framer import WatchFramer
@@ -37,6 +37,7 @@ CODEC = Codec(
     framer=WatchFramer,
     session=lambda options, clock: StatelessSession(decode, options),
     encode_command=encode_command,
+    answers=answers,
     commands=frozenset({
         CommandType.POSITION_SINGLE, CommandType.REPORT_INTERVAL, CommandType.REBOOT}),
     device=WatchDevice,

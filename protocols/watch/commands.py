@@ -12,7 +12,8 @@ import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from protocols.codec import Command, CommandType, UnsupportedCommand
+from protocols.codec import Answer, Command, CommandType, UnsupportedCommand
+from protocols.events import CommandResult
 from protocols.watch.decoder import MAX_ID_LENGTH
 from protocols.watch.escape import escape
 
@@ -115,3 +116,15 @@ def _standard_offset_hours(timezone: str) -> float:
         raise UnsupportedCommand(f"time zone {timezone!r} has no UTC offset")
     standard = offset - (dst or timedelta(0))
     return standard.total_seconds() / 3600
+
+
+def answers(sent: bytes, result: CommandResult) -> Answer | None:
+    """A watch echoes the name of the command it carried out (`[3G*<id>*0002*CR]`); two
+    waiting commands of the same name are told apart only by their order."""
+    if not (sent.startswith(b"[") and sent.endswith(b"]")):
+        return None
+    parts = sent[1:-1].split(b"*", 3)
+    if len(parts) != 4:
+        return None
+    name = parts[3].split(b",", 1)[0].decode("ascii", "replace")
+    return Answer.DONE if result.command == name else None

@@ -27,7 +27,8 @@ from gateway.store.migrate import upgrade
 PG_ADMIN_DSN = os.environ.get("GATEWAY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 #: Tables emptied between tests on the shared PostgreSQL database.
-_TABLES = ("positions, alarms, device_frames, device_links, bindings, web_sessions, owners, "
+_TABLES = ("device_commands, positions, alarms, device_frames, device_links, bindings, "
+           "web_sessions, owners, "
            "devices, provisioned_devices, device_locks, challenges, audit_log, failure_counters, "
            "server_secrets")
 
