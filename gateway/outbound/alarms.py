@@ -68,14 +68,15 @@ class AlarmNotifier:
         binding = await queries.current_binding(self.db, imei)
         if binding is None:
             return  # nobody's device: nobody to tell
-        now = datetime.now(UTC)
-        async with self.db.begin() as conn:
-            count, _ = await counters.bump(conn, "alarm", f"{imei}:{kind}"[:255], now,
-                                           self.settings.min_interval_s)
+        if self._min_interval_s > 0:  # 0: every alarm is told, nothing to count
+            now = datetime.now(UTC)
+            async with self.db.begin() as conn:
+                count, _ = await counters.bump(conn, "alarm", f"{imei}:{kind}"[:255], now,
+                                               self._min_interval_s)
+            if count > 1:
+                self._count("suppressed")
+                return
         key = (imei, kind)
-        if count > 1:
-            self._count("suppressed")
-            return
         if len(self._sent) >= MAX_REMEMBERED:
             self._sent.clear()
         self._sent[key] = time.monotonic()
