@@ -246,7 +246,7 @@ async def _run_steps(result: CheckResult, session: _Session, host: str, port: in
         sack = any(e in session.received[sent_at:] for e in extra)
         steps.append(Step("sack", INFO, "the gateway sends SACK for every message (positions "
                           "are acknowledged)" if sack else "SACK is off: reports are not "
-                          "acknowledged (gateway setting tcp.gl300_sack)"))
+                          "acknowledged (gateway setting protocols.gl300.sack)"))
         device.config.sack = bool(sack)
         device.options = protocol_options(codec, sack=bool(sack))
     # 3. Position.
@@ -262,7 +262,7 @@ async def _run_steps(result: CheckResult, session: _Session, host: str, port: in
     elif await session.answered(out, timeout):
         steps.append(Step("position", PASS, "position acknowledged (stored by the gateway)"))
     else:
-        fix = ("enable tcp.gl300_sack in the gateway, or run the check without --sack"
+        fix = ("set protocols.gl300.sack = true in the gateway, or run the check without --sack"
                if codec.name == "gl300" else
                "the gateway received the position but did not confirm storing it: "
                "check its database (gateway log 'database write failed')")

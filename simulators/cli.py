@@ -350,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--retries", type=int, default=3,
                        help="resends before the link is declared dead (default 3)")
         p.add_argument("--sack", action="store_true",
-                       help="gl300: the gateway SACKs every message (tcp.gl300_sack=true); "
+                       help="gl300: the gateway SACKs every message (protocols.gl300.sack = true); "
                        "reports are then resent and buffered until acknowledged")
 
     device = sub.add_parser("device", help="one device, printing every frame and reply")
