@@ -167,6 +167,25 @@
     var words = String(kind || "alarm").replace(/_/g, " ");
     return words.charAt(0).toUpperCase() + words.slice(1);
   }
+  // The page's table of alarms gets the new one on top (as a reload would show it).
+  var alarmsTable = document.getElementById("alarms-table");
+  function addAlarmRow(body, t, where) {
+    var rows = alarmsTable && alarmsTable.tBodies[0];
+    if (!rows) { return; }
+    var row = document.createElement("tr");
+    row.className = "alarm alarm-" + String(body.alarm || "other").replace(/[^a-z_]/g, "") +
+      " fresh";
+    [isNaN(t) ? "?" : utc(t), body.alarm === "sos" ? "SOS" : String(body.alarm || "alarm").replace(/_/g, " "),
+      where ? where.lat.toFixed(5) + ", " + where.lon.toFixed(5) : "–"].forEach(function (text) {
+      var cell = document.createElement("td");
+      cell.textContent = text;
+      row.appendChild(cell);
+    });
+    rows.insertBefore(row, rows.firstChild);
+    alarmsTable.hidden = false;
+    var none = document.getElementById("no-alarms");
+    if (none) { none.hidden = true; }
+  }
   function onAlarm(body) {
     var t = Date.parse(body.event_time || body.received_at);
     var where = body.position && body.position.valid !== false ? body.position : null;
@@ -179,6 +198,7 @@
       alarmsBox.insertBefore(item, alarmsBox.firstChild);
       while (alarmsBox.children.length > MAX_ALARMS) { alarmsBox.removeChild(alarmsBox.lastChild); }
     }
+    addAlarmRow(body, t, where);
     if (where) {
       L.circleMarker([where.lat, where.lon], {
         radius: 11, color: ALARM, weight: 3, fillColor: LAST, fillOpacity: 0.35,

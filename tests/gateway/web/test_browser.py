@@ -192,6 +192,10 @@ async def test_a_simulated_sos_appears_live_on_the_open_device_page(
         alarm = page.locator("#live-alarms .alarm-sos")
         await expect(alarm).to_contain_text("SOS alarm at ", timeout=10_000)
         await expect(page.locator("#map path.alarm-marker")).to_have_count(1)
+        # ... and joins the page's table of alarms, which said there were none.
+        await expect(page.locator("#alarms-table tbody tr.alarm-sos")).to_have_count(1)
+        await expect(page.locator("#alarms-table tbody tr.alarm-sos td").nth(1)).to_have_text("SOS")
+        await expect(page.locator("#no-alarms")).to_be_hidden()
         assert await page.evaluate("window.__samePage") is True  # no reload: live
         await expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
         await shot(page, "sos-live", dialect_of(store_url))
