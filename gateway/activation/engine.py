@@ -221,8 +221,12 @@ class CodeEngine:
         """
         s = self.settings
         key = to or "-"
-        short, _ = await counters.bump(conn, "dest_15min", key, now, 900)
-        day, _ = await counters.bump(conn, "dest_day", key, now, 86400)
+        # Codes a signed-in owner asks for on their own device are counted apart: claims and
+        # sign-ins, which anybody can start for a contact, never use them up (rule 25).
+        own = to is not None and purpose in OWNER_PURPOSES
+        short, _ = await counters.bump(conn, "owner_15min" if own else "dest_15min", key, now,
+                                       900)
+        day, _ = await counters.bump(conn, "owner_day" if own else "dest_day", key, now, 86400)
         if not to:
             return False
         capped = (short > s.max_codes_per_destination_15min
