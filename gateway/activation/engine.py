@@ -357,6 +357,11 @@ class CodeEngine:
                 capped = await counters.current(
                     conn, "account", row.claimant, now, s.failure_window_s
                 ) >= s.max_failures_per_account
+            if row.proof == "totp" and not capped:
+                # Consecutive, never windowed (NIST 63B 5.2.2): the account cap alone let
+                # 20 guesses an hour through for ever.
+                capped = await counters.current(
+                    conn, "totp", row.claimant, now, None) >= s.totp_lock_failures
         if capped:
             async with self.db.begin() as conn:
                 await audit.record(conn, "check", "capped", imei=row.imei,
@@ -427,8 +432,12 @@ class CodeEngine:
                 conn, "client", client_addr or "-", now, s.failure_window_s)
             await audit.record(conn, "check", "wrong_code", imei=row.imei, challenge_id=row.id,
                                client_addr=client_addr, detail={"last_try": last_try})
-            for scope, count, cap in (("account", account_failures, s.max_failures_per_account),
-                                      ("client", client_failures, s.max_failures_per_client)):
+            caps = [("account", account_failures, s.max_failures_per_account),
+                    ("client", client_failures, s.max_failures_per_client)]
+            if row.proof == "totp":
+                totp_failures, _ = await counters.bump(conn, "totp", row.claimant, now, None)
+                caps.append(("totp", totp_failures, s.totp_lock_failures))
+            for scope, count, cap in caps:
                 if count == cap:
                     log.warning("activation alert: failure cap reached", extra={
                         "scope": scope, "remote": client_addr, "failures": count})
@@ -479,6 +488,9 @@ class CodeEngine:
         """Mark the challenge used (rule 3): a second use of the same code finds it approved."""
         if not await challenges.approve(conn, row.id, row.code_hmac):
             raise Failure("challenge used or changed meanwhile")
+        if row.proof == "totp" or row.proof in OWN_CODE_PROOFS:
+            # The app, or a code sent to the account's own contact: the app works again.
+            await counters.reset(conn, "totp", row.claimant)
 
     async def new_session(
         self, conn: AsyncConnection, owner_id: int, now: datetime
