@@ -506,6 +506,9 @@ class ActivationSettings(_Section):
     max_codes_per_destination_day: int = Field(20, ge=1)
     #: Consecutive failed checks or wrong claim keys on one device that lock its claiming.
     device_lock_failures: int = Field(100, ge=1)
+    #: Consecutive wrong authenticator-app codes on one account after which the app is refused
+    #: until the owner proves their contact again (a code sent to it, for a sign-in).
+    totp_lock_failures: int = Field(100, ge=1)
     #: How long the 1st, 2nd, ... lock of a device lasts; the last value repeats.
     lock_durations_s: list[float] = Field(default_factory=lambda: [3600.0, 14400.0, 86400.0],
                                           min_length=1)

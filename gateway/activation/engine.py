@@ -221,8 +221,12 @@ class CodeEngine:
         """
         s = self.settings
         key = to or "-"
-        short, _ = await counters.bump(conn, "dest_15min", key, now, 900)
-        day, _ = await counters.bump(conn, "dest_day", key, now, 86400)
+        # Codes a signed-in owner asks for on their own device are counted apart: claims and
+        # sign-ins, which anybody can start for a contact, never use them up (rule 25).
+        own = to is not None and purpose in OWNER_PURPOSES
+        short, _ = await counters.bump(conn, "owner_15min" if own else "dest_15min", key, now,
+                                       900)
+        day, _ = await counters.bump(conn, "owner_day" if own else "dest_day", key, now, 86400)
         if not to:
             return False
         capped = (short > s.max_codes_per_destination_15min
@@ -353,6 +357,11 @@ class CodeEngine:
                 capped = await counters.current(
                     conn, "account", row.claimant, now, s.failure_window_s
                 ) >= s.max_failures_per_account
+            if row.proof == "totp" and not capped:
+                # Consecutive, never windowed (NIST 63B 5.2.2): the account cap alone let
+                # 20 guesses an hour through for ever.
+                capped = await counters.current(
+                    conn, "totp", row.claimant, now, None) >= s.totp_lock_failures
         if capped:
             async with self.db.begin() as conn:
                 await audit.record(conn, "check", "capped", imei=row.imei,
@@ -423,8 +432,12 @@ class CodeEngine:
                 conn, "client", client_addr or "-", now, s.failure_window_s)
             await audit.record(conn, "check", "wrong_code", imei=row.imei, challenge_id=row.id,
                                client_addr=client_addr, detail={"last_try": last_try})
-            for scope, count, cap in (("account", account_failures, s.max_failures_per_account),
-                                      ("client", client_failures, s.max_failures_per_client)):
+            caps = [("account", account_failures, s.max_failures_per_account),
+                    ("client", client_failures, s.max_failures_per_client)]
+            if row.proof == "totp":
+                totp_failures, _ = await counters.bump(conn, "totp", row.claimant, now, None)
+                caps.append(("totp", totp_failures, s.totp_lock_failures))
+            for scope, count, cap in caps:
                 if count == cap:
                     log.warning("activation alert: failure cap reached", extra={
                         "scope": scope, "remote": client_addr, "failures": count})
@@ -475,6 +488,9 @@ class CodeEngine:
         """Mark the challenge used (rule 3): a second use of the same code finds it approved."""
         if not await challenges.approve(conn, row.id, row.code_hmac):
             raise Failure("challenge used or changed meanwhile")
+        if row.proof == "totp" or row.proof in OWN_CODE_PROOFS:
+            # The app, or a code sent to the account's own contact: the app works again.
+            await counters.reset(conn, "totp", row.claimant)
 
     async def new_session(
         self, conn: AsyncConnection, owner_id: int, now: datetime

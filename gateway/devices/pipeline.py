@@ -188,12 +188,14 @@ class Stream:
     """One device stream: bytes in, items to the store, replies out in order."""
 
     __slots__ = (
+        "_displaced",
         "_framer",
         "_head",
         "_notes_logged",
         "_ok_key",
         "claimed_id",
         "ended",
+        "gone",
         "identified",
         "label",
         "link",
@@ -224,6 +226,10 @@ class Stream:
         self.ended: str | None = None
         #: A valid frame identified the device.
         self.identified = False
+        #: The transport is gone (`closed`).
+        self.gone = False
+        #: The stream that had the device in `Pipeline.online` before this one took it.
+        self._displaced: Stream | None = None
         self._framer: BoundedFramer | None = None
         self._head = b""
         self._ok_key = ("auto", "ok")
@@ -333,10 +339,16 @@ class Stream:
                 accepted += 1
                 if owner is not None and not self.identified:
                     self.identified = True
+                    self._displaced = pipeline.online.get(owner)
                     pipeline.online[owner] = self
                     self.sink.identified()
                     if pipeline.on_identified is not None:
                         pipeline.on_identified(self)
+                elif owner is not None and pipeline.online.get(owner) is not self:
+                    # Another connection named the device since: the one that speaks for it
+                    # last gets its commands (not the one that named it once and went quiet).
+                    self._displaced = pipeline.online.get(owner)
+                    pipeline.online[owner] = self
             acks = 0
             for reply in replies:
                 if reply.after_store:
@@ -375,10 +387,17 @@ class Stream:
 
     def closed(self) -> None:
         """The transport is gone (connection closed, stream forgotten): no more commands."""
+        self.gone = True
         online = self.pipeline.online
         device_id = self.device_id
         if device_id is not None and online.get(device_id) is self:
-            del online[device_id]
+            # The connection this one took the device from, if it is still there, has it back.
+            displaced = self._displaced
+            if displaced is not None and not displaced.gone and displaced.ended is None:
+                online[device_id] = displaced
+            else:
+                del online[device_id]
+        self._displaced = None
         on_closed = self.pipeline.on_closed
         if self.identified and on_closed is not None:
             on_closed(self)

@@ -213,8 +213,12 @@ def _merge(items: Iterable[IngestItem], time: TimeValue) -> dict[str, _DeviceBat
             elif isinstance(event, Rejected) and reason is None:
                 reason = event.reason
             elif isinstance(event, Login):
+                # A device that names itself by an IMEI on the wire is that IMEI: another one
+                # in its login (any connection can send one in its name) must not let a claim
+                # of that other IMEI find it.
                 imei = event.attributes.get("imei")
-                if isinstance(imei, str) and imei != item.device_id and is_valid_imei(imei):
+                if (isinstance(imei, str) and imei != item.device_id and is_valid_imei(imei)
+                        and not is_valid_imei(item.device_id)):
                     acc.reported_imei = imei
         acc.frames.append((received_value, item.raw, item.remote_addr,
                            "ok" if reason is None else f"rejected: {reason}"))

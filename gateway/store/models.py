@@ -413,7 +413,9 @@ class FailureCounter(Base):
 
     Scopes: `device` (consecutive failures, never windowed), `account`, `client` (failures in a
     window), `start` (flows started by a client address in a minute), `dest_15min`,
-    `dest_day` (codes sent to one contact), `admin` (failed admin authentications).
+    `dest_day` (codes sent to one contact), `owner_15min`, `owner_day` (codes a signed-in owner
+    asked for, to their own contact), `totp` (consecutive wrong authenticator-app codes of an
+    account, never windowed), `admin` (failed admin authentications).
     """
 
     __tablename__ = "failure_counters"
