@@ -51,10 +51,15 @@ async def resolve_device(
 
 def names_device(imei: str) -> ColumnElement[bool]:
     """The device rows a 15-digit IMEI names: its own; one stored under an id its protocol
-    derives from the IMEI (`Codec.wire_ids`); one whose login reported this IMEI; one stored
-    under the id an installer recorded for it (`provisioned_devices.wire_id`)."""
+    derives from the IMEI (`Codec.wire_ids`); one stored under the id an installer recorded
+    for it (`provisioned_devices.wire_id`).
+
+    Not the IMEI a device's login reported (`devices.reported_imei`): any connection can send
+    a login in a device's id reporting any IMEI, so a claim key of the attacker's own IMEI
+    would reach the device whose row "reported" it. The admin list shows it, for an installer
+    to record the pair."""
     recorded = select(_P.c.wire_id).where(_P.c.imei == imei, _P.c.wire_id.is_not(None))
-    return or_(_D.c.imei == imei, _D.c.reported_imei == imei, _D.c.imei.in_(recorded),
+    return or_(_D.c.imei == imei, _D.c.imei.in_(recorded),
                *(and_(_D.c.imei == wire_id, _D.c.protocol == protocol)
                  for protocol, wire_id in wire_ids(imei)))
 

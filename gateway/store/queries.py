@@ -59,6 +59,9 @@ class DeviceInfo:
     remote_addr: str | None
     last_fix: LastFix | None
     current_binding_id: int | None
+    #: The IMEI this device's last login reported, when it names itself otherwise (a JT/T 808
+    #: terminal phone): unauthenticated, shown so that an installer can record the pair.
+    reported_imei: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +117,7 @@ def _device_info(d: Device) -> DeviceInfo:
         last_fix = LastFix(d.last_fix_time, d.last_lat, d.last_lon, d.last_speed_kmh,
                            d.last_course_deg, d.last_valid)
     return DeviceInfo(d.imei, d.protocol, d.state, d.first_seen, d.last_seen, d.remote_addr,
-                      last_fix, d.current_binding_id)
+                      last_fix, d.current_binding_id, d.reported_imei)
 
 
 async def list_devices(

@@ -89,6 +89,9 @@ class DeviceOut(BaseModel):
     last_seen: datetime
     remote_addr: str | None
     last_fix: LastFixOut | None
+    #: The IMEI the device's login reported when it names itself otherwise (not authenticated:
+    #: check the label, then `gateway provision IMEI --wire-id ID` to let owners claim it).
+    reported_imei: str | None = None
 
 
 class FrameOut(BaseModel):
@@ -112,6 +115,7 @@ def _device_out(device: queries.DeviceInfo) -> DeviceOut:
         last_fix=None if fix is None else LastFixOut(
             lat=fix.lat, lon=fix.lon, fix_time=fix.fix_time, speed_kmh=fix.speed_kmh,
             course_deg=fix.course_deg, valid=fix.valid),
+        reported_imei=device.reported_imei,
     )
 
 

@@ -1,6 +1,7 @@
 """Devices that do not name themselves by their IMEI on the wire (a JT/T 808 unit's terminal
-phone): a claim by the IMEI printed on the unit still finds them, through the IMEI their login
-reported or through the pair an installer recorded (`gateway provision IMEI --wire-id ID`)."""
+phone): a claim by the IMEI printed on the unit finds them through the pair an installer
+recorded (`gateway provision IMEI --wire-id ID`), never through the IMEI their login reported
+(nobody authenticates it; the admin list shows it so that an installer can record the pair)."""
 
 from __future__ import annotations
 
@@ -51,17 +52,32 @@ async def owner_sees_a_position(act: Act, device_imei: str, link, unit) -> None:
     raise AssertionError(f"no position for the owner: {answer.text}")
 
 
-async def test_a_unit_whose_login_reports_its_imei_is_found_by_it(
+async def test_the_imei_a_unit_reports_is_shown_to_admins_but_claims_need_the_recorded_pair(
     act: Act, db: Database, link_factory
 ) -> None:
     device_imei = imei(2400)
     unit = Jt808Device(device_imei, version=2019, phone="13912345678")
     assert unit.device_id != device_imei
     link = await connect(act, link_factory, unit)
-    await claim_with_key(act, device_imei)
+    listed = (await act.admin.get("/api/v1/admin/devices")).json()["devices"]
+    [row] = [d for d in listed if d["imei"] == unit.device_id]
+    assert row["reported_imei"] == device_imei
+
+    # The installer checks the label and records the pair: the owner's claim finds the unit.
+    await claim_with_key(act, device_imei, wire_id=unit.device_id)
     binding = await current_binding(db, unit.device_id)
     assert binding is not None and binding.contact == OWNER
     await owner_sees_a_position(act, device_imei, link, unit)
+
+
+async def test_without_the_recorded_pair_the_reported_imei_reaches_no_unit(
+    act: Act, db: Database, link_factory
+) -> None:
+    device_imei = imei(2405)
+    unit = Jt808Device(device_imei, version=2019, phone="13912340000")
+    await connect(act, link_factory, unit)
+    await claim_with_key(act, device_imei)
+    assert await current_binding(db, unit.device_id) is None
 
 
 @pytest.mark.parametrize("order", ["provisioned_first", "connected_first"])
