@@ -45,8 +45,14 @@ async def resolve_device(
                    _D.c.contact_of_record)
             .where(names_device(imei)))
     rows = (await conn.execute(stmt.with_for_update() if lock else stmt)).all()
-    exact = [row for row in rows if row.imei == imei]
-    return (exact or rows or [None])[0]
+    if len(rows) > 1:
+        # An installer's recorded pair wins (the unit never names itself by the IMEI, so a row
+        # of that exact id is somebody else's login), then the exact id.
+        recorded = await conn.scalar(select(_P.c.wire_id).where(_P.c.imei == imei))
+        paired = [row for row in rows if recorded is not None and row.imei == recorded]
+        exact = [row for row in rows if row.imei == imei]
+        return (paired or exact or rows)[0]
+    return rows[0] if rows else None
 
 
 def names_device(imei: str) -> ColumnElement[bool]:

@@ -108,3 +108,32 @@ async def test_another_imei_does_not_reach_a_recorded_unit(act: Act, db: Databas
     await claim_with_key(act, imei(2404))  # a different IMEI, its own key
     assert await current_binding(db, "013911112222") is None
     assert get_codec("jt808").name == "jt808"
+
+
+async def test_a_recorded_pair_wins_over_a_row_of_the_exact_imei(
+    act: Act, db: Database, link_factory
+) -> None:
+    """An attacker's gps103 login in the IMEI of a JT/T 808 unit creates a row of that exact
+    id; the installer recorded the unit's pair, so the owner's claim still binds the unit."""
+    device_imei = imei(2406)
+    unit = Jt808Device(device_imei, version=2013, phone="013955556666")
+    recorded = await act.admin.post("/api/v1/admin/devices", json={
+        "imei": device_imei, "wire_id": unit.device_id})
+    assert recorded.status_code == 201, recorded.text
+    link = await connect(act, link_factory, unit)
+    assert act.gateway.tcp is not None
+    spoof = await link_factory(act.gateway.tcp.ports["gps103"])
+    await spoof.send(get_codec("gps103").device(device_imei).login())
+    await asyncio.wait_for(spoof.reader.readexactly(4), 10)  # LOAD
+    for _ in range(300):
+        listed = (await act.admin.get("/api/v1/admin/devices")).json()["devices"]
+        if any(d["imei"] == device_imei for d in listed):
+            break
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("the spoofed row was never stored")
+    await claim_with_key(act, device_imei, wire_id=unit.device_id)
+    binding = await current_binding(db, unit.device_id)
+    assert binding is not None and binding.contact == OWNER
+    assert await current_binding(db, device_imei) is None
+    await owner_sees_a_position(act, device_imei, link, unit)
