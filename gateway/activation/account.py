@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from gateway.activation.codes import is_code_format, token_hash
-from gateway.activation.engine import CodeEngine, OwnerInfo, utcnow
+from gateway.activation.engine import CodeEngine, Failure, OwnerInfo, utcnow
 from gateway.activation.sealed import PREFIX, is_sealed
 from gateway.activation.totp import enrolment_uri, matching_step, new_secret
-from gateway.store import accounts, audit
+from gateway.store import accounts, audit, counters
 
 log = logging.getLogger("gateway.activation")
 
@@ -30,8 +32,19 @@ class AccountFlow:
     async def end_session(self, token: str) -> None:
         await accounts.end_session(self.db, token_hash(token))
 
-    async def totp_begin(self, owner: OwnerInfo) -> str:
-        """A new secret to show as a QR code; active once `totp_confirm` gets a right code."""
+    async def totp_begin(
+        self, owner: OwnerInfo, code: str | None = None, client_addr: str | None = None
+    ) -> str:
+        """A new secret to show as a QR code; active once `totp_confirm` gets a right code.
+
+        Replacing an app that is on takes a current code from it (`Failure` without one): a
+        session alone (a borrowed or stolen browser) must not move the account's second
+        factor to another phone."""
+        if owner.totp_enabled:
+            async with self.db.begin() as conn:  # committed either way: failures count
+                proven = await self._app_code_ok(conn, owner, code, client_addr, "totp_replace")
+            if not proven:
+                raise Failure("the app is on: a current code from it is needed")
         secret = new_secret()
         async with self.db.begin() as conn:
             await accounts.set_pending_totp(conn, owner.id,
@@ -52,11 +65,39 @@ class AccountFlow:
                                owner_id=owner.id, client_addr=client_addr)
         return step is not None
 
-    async def totp_disable(self, owner: OwnerInfo, client_addr: str | None) -> None:
+    async def totp_disable(self, owner: OwnerInfo, code: str | None,
+                           client_addr: str | None) -> bool:
+        """Turn the app off, with a current code from it (False, and nothing changes, without)."""
         async with self.db.begin() as conn:
+            if not await self._app_code_ok(conn, owner, code, client_addr, "totp_disable"):
+                return False
             await accounts.disable_totp(conn, owner.id)
             await audit.record(conn, "totp_disable", "ok", owner_id=owner.id,
                                client_addr=client_addr)
+        return True
+
+    async def _app_code_ok(self, conn: AsyncConnection, owner: OwnerInfo, code: str | None,
+                           client_addr: str | None, action: str) -> bool:
+        """`code` is a current code of the owner's app, not used before (rule 26). Wrong codes
+        count with the sign-in ones toward `activation.totp_lock_failures`."""
+        now = utcnow()
+        row = await accounts.totp_of(conn, owner.contact)
+        if row is None or row.totp_secret is None:
+            return False
+        if await counters.current(conn, "totp", owner.contact, now, None) >= \
+                self.engine.settings.totp_lock_failures:
+            await audit.record(conn, action, "capped", owner_id=owner.id, client_addr=client_addr)
+            return False
+        step = None
+        if code is not None and is_code_format(code):
+            step = matching_step(self.engine.sealer.open(row.totp_secret, owner.id), code, now)
+        if step is None or not await accounts.accept_totp_step(conn, owner.id, step):
+            await counters.bump(conn, "totp", owner.contact, now, None)
+            await audit.record(conn, action, "wrong_code", owner_id=owner.id,
+                               client_addr=client_addr)
+            return False
+        await counters.reset(conn, "totp", owner.contact)
+        return True
 
     async def seal_clear_secrets(self) -> int:
         """Encrypt TOTP secrets stored in clear by a gateway before migration 0003."""

@@ -178,10 +178,21 @@ async def account(owner: Owner) -> dict[str, Any]:
     return {"contact": owner.contact, "totp_enabled": owner.totp_enabled}
 
 
-@router.post("/account/totp")
-async def totp_enrol(owner: Owner, account: Account) -> dict[str, Any]:
-    """Start enrolling an authenticator app: scan `qr_svg` (or type `uri`), then confirm."""
-    uri = await account.totp_begin(owner)
+class TotpBeginIn(BaseModel):
+    #: A current code of the app, when one is on already (replacing it).
+    code: str | None = None
+
+
+@router.post("/account/totp", response_model=None)
+async def totp_enrol(
+    owner: Owner, account: Account, client: ClientAddr, body: TotpBeginIn | None = None,
+) -> dict[str, Any] | JSONResponse:
+    """Start enrolling an authenticator app: scan `qr_svg` (or type `uri`), then confirm.
+    Replacing an app that is on needs a current `code` from it (400 without)."""
+    try:
+        uri = await account.totp_begin(owner, body.code if body else None, client)
+    except Failure as exc:
+        return failed(exc)
     return {"uri": uri, "qr_svg": segno.make(uri).svg_inline(scale=4)}
 
 
@@ -193,3 +204,13 @@ async def totp_confirm(
     if not await account.totp_confirm(owner, body.code, client):
         return failed(Failure("wrong totp"))
     return JSONResponse({"totp_enabled": True})
+
+
+@router.post("/account/totp/disable")
+async def totp_disable(
+    body: TotpCodeIn, owner: Owner, account: Account, client: ClientAddr
+) -> JSONResponse:
+    """Turn the app off with a current code from it (400 if it is wrong)."""
+    if not await account.totp_disable(owner, body.code, client):
+        return failed(Failure("wrong totp"))
+    return JSONResponse({"totp_enabled": False})

@@ -411,7 +411,12 @@ async def account_page(request: Request, ctx: Context, owner: MaybeOwner) -> Res
 async def account_totp(request: Request, ctx: Context, owner: MaybeOwner) -> Response:
     await _check_csrf(request, ctx)
     me = _need_owner(owner)
-    uri = await ctx.activation.account.totp_begin(me)
+    try:
+        uri = await ctx.activation.account.totp_begin(me, None, client_addr(request, ctx))
+    except Failure:
+        return render(request, ctx, "account.html", 400, owner=me, qr=None, uri=None,
+                      error="Your authenticator app is on: turn it off first with a code "
+                            "from it, then set up the new one.")
     qr = segno.make(uri).svg_inline(scale=5, title="QR code for your authenticator app")
     return render(request, ctx, "account.html", owner=me, qr=qr, uri=uri, error=None)
 
@@ -431,11 +436,16 @@ async def account_totp_confirm(
 
 @router.post("/account/totp/disable", response_class=HTMLResponse)
 async def account_totp_disable(
-    request: Request, ctx: Context, owner: MaybeOwner
+    request: Request, ctx: Context, owner: MaybeOwner, code: Annotated[str, Form()] = "",
 ) -> Response:
     await _check_csrf(request, ctx)
     me = _need_owner(owner)
-    await ctx.activation.account.totp_disable(me, client_addr(request, ctx))
+    if not await ctx.activation.account.totp_disable(me, code.strip(),
+                                                     client_addr(request, ctx)):
+        return render(request, ctx, "account.html", 400, owner=me, qr=None, uri=None,
+                      error="That code did not match: enter the code your app shows now. "
+                            "Lost the app? Sign in with a code sent to you instead; it keeps "
+                            "working while the app is on.")
     return _redirect("/account")
 
 
