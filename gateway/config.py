@@ -573,6 +573,10 @@ class AlarmSettings(_Section):
     #: Per device and alarm type, at most one message per this many seconds; alarms in between
     #: are stored and shown, not sent.
     min_interval_s: float = Field(300.0, ge=0, le=86400)
+    #: Per device, at most this many messages an hour over every alarm type but SOS (0: no
+    #: cap): a device, or anybody sending frames in its name, cannot flood its owner with one
+    #: message per type. SOS messages are never capped by it.
+    max_per_device_hour: int = Field(6, ge=0, le=1000)
 
 
 class InstanceSettings(_Section):

@@ -155,4 +155,5 @@ class Metrics:
         self.alarm_notifications = Counter(
             "gateway_alarm_notifications_total",
             "Alarms of bound devices told to their owner (sent, failed) or not "
-            "(suppressed: alarms.min_interval_s)", ["result"], registry=r)
+            "(suppressed: alarms.min_interval_s; capped: alarms.max_per_device_hour)",
+            ["result"], registry=r)

@@ -1,9 +1,11 @@
 """Alarms to owners: every alarm a bound device reports (SOS, low battery, power cut, ...) is
 told to its owner through the notify channel, as a message with purpose "alarm".
 
-At most one message per device and alarm type per `alarms.min_interval_s`, across instances:
-the count lives in the database (`failure_counters`, scope "alarm"); each instance also
-remembers what it sent lately, so that a device repeating an alarm costs no database work.
+At most one message per device and alarm type per `alarms.min_interval_s`, and at most
+`alarms.max_per_device_hour` messages per device an hour over every type but SOS, across
+instances: the counts live in the database (`failure_counters`, scopes "alarm" and
+"alarm_device"); each instance also remembers what it sent lately, so that a device repeating
+an alarm costs no database work.
 The alarms themselves are stored whatever is sent (the device page and
 `GET /api/v1/devices/{imei}/alarms` show them).
 """
@@ -23,7 +25,7 @@ from gateway.notify import Message, Notifier, deliver
 from gateway.store import counters, queries
 from gateway.store.database import Database
 from gateway.store.ingest import IngestItem
-from protocols import Alarm
+from protocols import Alarm, AlarmType
 
 log = logging.getLogger("gateway.alarms")
 
@@ -75,6 +77,17 @@ class AlarmNotifier:
                                                self._min_interval_s)
             if count > 1:
                 self._count("suppressed")
+                return
+        cap = self.settings.max_per_device_hour
+        if cap and kind != AlarmType.SOS.value:
+            async with self.db.begin() as conn:
+                told, _ = await counters.bump(conn, "alarm_device", imei[:255], datetime.now(UTC),
+                                              3600)
+            if told > cap:
+                self._count("capped")
+                if told == cap + 1:
+                    log.warning("alarm messages capped for this device this hour", extra={
+                        "device": imei, "alarm": kind, "cap": cap})
                 return
         key = (imei, kind)
         if len(self._sent) >= MAX_REMEMBERED:

@@ -130,3 +130,32 @@ async def test_alarm_messages_can_be_turned_off(
     assert alarms_sent(act) == []
     listed = await act.http.get(f"/api/v1/devices/{device}/alarms")
     assert [a["alarm_type"] for a in listed.json()["alarms"]] == ["sos"]
+
+
+async def test_alarms_of_every_type_in_a_burst_are_capped_per_device_but_sos_never(
+    start_act: StartAct, db: Database, link_factory: Any,
+) -> None:
+    """Attack pass: frames in a bound device's name, one per alarm type, sent its owner one
+    message each (14 at once). Beyond `alarms.max_per_device_hour` the other types are stored
+    and shown but not sent; an SOS still is."""
+    from simulators.alarms import supported_alarms
+
+    act = await start_act(alarms={"max_per_device_hour": 3})
+    device = imei(852)
+    tracker = await gps103(act, link_factory, device)
+    await owner_of(act, db, device)
+    kinds = [k for k in supported_alarms(tracker.codec) if k is not AlarmType.SOS]
+    assert len(kinds) > 3
+    for n, kind in enumerate(kinds):
+        build = alarm_builder(tracker.codec, tracker.device, kind)
+        await tracker.send(build(Fix(T0 + timedelta(seconds=n), 48.0, 2.0)))
+    await stored_alarms(db, device, len(kinds))
+    await tracker.send(tracker.device.sos(Fix(T0 + timedelta(seconds=60), 48.0, 2.0)))
+    await stored_alarms(db, device, len(kinds) + 1)
+    await settle(act)
+    told = [m["alarm"] for m in alarms_sent(act)]
+    assert len(told) == 4 and told.count("sos") == 1, told
+    metrics = (await act.http.get("/metrics")).text
+    assert f'gateway_alarm_notifications_total{{result="capped"}} {len(kinds) - 3}.0' in metrics
+    listed = (await act.http.get(f"/api/v1/devices/{device}/alarms")).json()["alarms"]
+    assert len(listed) == len(kinds) + 1  # every alarm stored and shown
