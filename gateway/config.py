@@ -471,6 +471,10 @@ class NotifySettings(_Section):
 
 
 class ActivationSettings(_Section):
+    #: Devices that nobody claimed, was bound to, locked or provisioned, not seen for this many
+    #: days, are deleted with their frames and alarms (0: kept for ever). A device coming back
+    #: later is a new unclaimed device again.
+    forget_unclaimed_after_days: float = Field(30.0, ge=0)
     #: Proof of possession: `auto` (contact of record if any, else the claim key, else the
     #: device signal when `allow_device_signal`), or one forced: `contact_of_record`,
     #: `claim_key`, `device_signal`; or the lab-only `contact_only` (no proof at all).

@@ -28,7 +28,7 @@ from gateway.activation.signin import SignInFlow
 from gateway.config import ActivationSettings, NotifySettings
 from gateway.metrics import Metrics
 from gateway.notify import Notifier
-from gateway.store import claiming
+from gateway.store import claiming, queries
 from gateway.store.database import Database
 
 log = logging.getLogger("gateway.activation")
@@ -85,12 +85,24 @@ class ActivationService:
                 now = utcnow()
                 await claiming.lapse_locks(self.db, now)
                 await claiming.forget_old_links(self.db, now - timedelta(days=1))
+                await self.forget_stale_devices(now)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database may be away; try again later
                 log.warning("activation upkeep failed; retrying in a minute",
                             extra={"error": str(exc)})
             await asyncio.sleep(LAPSE_EVERY_S)
+
+    async def forget_stale_devices(self, now: datetime) -> int:
+        """Delete unclaimed devices unseen for `activation.forget_unclaimed_after_days`
+        (up to 1,000 a run: the upkeep runs every minute)."""
+        days = self.settings.forget_unclaimed_after_days
+        if not days:
+            return 0
+        forgotten = await queries.forget_stale_devices(self.db, now - timedelta(days=days))
+        if forgotten:
+            log.info("unclaimed devices forgotten", extra={"devices": forgotten, "days": days})
+        return forgotten
 
     async def device_signal(
         self, device_id: str, protocol: str, at: datetime, *, link: str | None = None,

@@ -318,6 +318,30 @@ async def forget_unclaimed_device(db: Database, imei: str) -> bool:
     return True
 
 
+async def forget_stale_devices(db: Database, seen_before: datetime, *, limit: int = 1000) -> int:
+    """Delete up to `limit` devices never claimed, bound, locked nor provisioned (by IMEI or
+    recorded wire id) and not seen since `seen_before`, with their frames, alarms, links and
+    commands. Returns how many. Any connection can create a device row by naming a new IMEI:
+    without this, a script naming IMEI after IMEI grows the table for ever."""
+    d, b, p = Device.__table__, Binding.__table__, ProvisionedDevice.__table__
+    async with db.begin() as conn:
+        ids = list((await conn.scalars(
+            select(d.c.id).where(
+                d.c.state == DeviceState.UNCLAIMED, d.c.current_binding_id.is_(None),
+                d.c.last_seen < seen_before,
+                ~select(b.c.id).where(b.c.device_id == d.c.id).exists(),
+                ~select(p.c.imei).where((p.c.imei == d.c.imei) | (p.c.wire_id == d.c.imei))
+                .exists())
+            .order_by(d.c.last_seen).limit(limit))).all())
+        if not ids:
+            return 0
+        for table in (DeviceFrame.__table__, StoredAlarm.__table__, DeviceLink.__table__,
+                      DeviceCommand.__table__):
+            await conn.execute(delete(table).where(table.c.device_id.in_(ids)))
+        await conn.execute(delete(d).where(d.c.id.in_(ids)))
+    return len(ids)
+
+
 @dataclass(frozen=True, slots=True)
 class AuditEvent:
     id: int

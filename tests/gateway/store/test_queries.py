@@ -66,3 +66,41 @@ async def test_positions_for_binding_since_until_limit(db: Database) -> None:
     assert [p.fix_time for p in window] == [position(device, s).fix_time for s in range(3, 7)]
     assert len(await positions_for_binding(db, binding.id, limit=4)) == 4
     assert await positions_for_binding(db, binding.id + 1000) == []
+
+
+async def test_stale_unclaimed_devices_are_forgotten_and_nothing_else(db: Database) -> None:
+    """A script naming new IMEIs creates device rows; those nobody claimed, bound, locked or
+    provisioned go once unseen long enough, with their frames and alarms."""
+    from datetime import timedelta
+
+    from gateway.store import claiming
+    from gateway.store.queries import forget_stale_devices
+
+    from .support import T0, sos
+
+    junk = [imei(n) for n in range(10, 15)]
+    await write_batch(db, [item(device, sos(device, 1), received=1) for device in junk], 20)
+    kept_bound, kept_released, kept_provisioned, kept_paired, kept_fresh = (
+        imei(20), imei(21), imei(22), "013912345678", imei(24))
+    await write_batch(db, [item(d, received=1) for d in (
+        kept_bound, kept_released, kept_provisioned, kept_paired)], 20)
+    await write_batch(db, [item(kept_fresh, received=86400 * 40)], 20)
+    await bind_device(db, kept_bound, "alice@example.org")
+    await bind_device(db, kept_released, "bob@example.org")
+    await release_device(db, kept_released)
+    async with db.begin() as conn:
+        await claiming.provision(conn, kept_provisioned, contact="carol@example.org",
+                                 claim_key_hmac=None, now=T0)
+        await claiming.provision(conn, imei(23), contact=None, claim_key_hmac=None, now=T0,
+                                 wire_id=kept_paired)
+    assert await scalar(db, "SELECT count(*) FROM alarms") == 5
+
+    cutoff = T0 + timedelta(days=30)
+    assert await forget_stale_devices(db, cutoff, limit=3) == 3  # bounded per run
+    assert await forget_stale_devices(db, cutoff) == 2
+    assert await forget_stale_devices(db, cutoff) == 0
+    left = sorted(d.imei for d in await list_devices(db, limit=100))
+    assert left == sorted([kept_bound, kept_released, kept_provisioned, kept_paired,
+                           kept_fresh])
+    assert await scalar(db, "SELECT count(*) FROM alarms") == 0
+    assert await scalar(db, "SELECT count(*) FROM device_frames") == 5
