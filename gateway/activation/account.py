@@ -63,6 +63,8 @@ class AccountFlow:
                 await accounts.enable_totp(conn, owner.id, pending, step)
             await audit.record(conn, "totp_enrol", "ok" if step is not None else "wrong_code",
                                owner_id=owner.id, client_addr=client_addr)
+        if step is not None:
+            self.engine.notify(owner.contact, "totp_on_notice", None)
         return step is not None
 
     async def totp_disable(self, owner: OwnerInfo, code: str | None,
@@ -74,6 +76,7 @@ class AccountFlow:
             await accounts.disable_totp(conn, owner.id)
             await audit.record(conn, "totp_disable", "ok", owner_id=owner.id,
                                client_addr=client_addr)
+        self.engine.notify(owner.contact, "totp_off_notice", None)
         return True
 
     async def _app_code_ok(self, conn: AsyncConnection, owner: OwnerInfo, code: str | None,

@@ -13,7 +13,8 @@ log = logging.getLogger("gateway.notify")
 #: Why a message is sent. The codes: activation, sign_in, release and the engine commands'
 #: confirmations; the notices carry none; an alarm tells an owner what their device reported.
 PURPOSES = ("activation", "sign_in", "release", "engine_stop", "engine_resume",
-            "claimed_notice", "released_notice", "locked_notice", "alarm")
+            "claimed_notice", "released_notice", "locked_notice", "totp_on_notice",
+            "totp_off_notice", "alarm")
 
 _SUBJECTS = {
     "activation": "Your device activation code",
@@ -24,6 +25,8 @@ _SUBJECTS = {
     "claimed_notice": "A device was activated",
     "released_notice": "A device was released",
     "locked_notice": "Activation of your device is paused",
+    "totp_on_notice": "An authenticator app was set up for your account",
+    "totp_off_notice": "The authenticator app of your account was turned off",
 }
 
 
@@ -68,6 +71,14 @@ class Message:
                     f"activating it is paused until {until}. If this was not you, somebody "
                     "may be trying to take it: keep its claim key private and contact your "
                     "dealer or the gateway's administrator.")
+        if self.purpose == "totp_on_notice":
+            return ("An authenticator app was just set up for your account (it replaces any "
+                    "earlier one). If this was not you, somebody is using your account: sign "
+                    "in with a code sent to you and contact the gateway's administrator.")
+        if self.purpose == "totp_off_notice":
+            return ("The authenticator app of your account was just turned off. If this was "
+                    "not you, somebody is using your account: sign in with a code sent to you "
+                    "and contact the gateway's administrator.")
         if self.purpose == "released_notice":
             return f"Device {self.imei} was released: it no longer belongs to your account."
         if self.purpose == "alarm":

@@ -9,6 +9,7 @@ A screenshot of each page is saved under test-output/screenshots/ for review. Th
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -119,10 +120,20 @@ async def test_claim_release_and_sign_in_through_the_pages(
             await expect(page.locator(".qr svg")).to_be_visible()
             await shot(page, "09-account-totp-qr", dialect)
             uri = await page.locator("details code").text_content() or ""
-            await page.get_by_label("Code from the app").fill(
-                pyotp.TOTP(pyotp.parse_uri(uri).secret).now())
+            app = pyotp.TOTP(pyotp.parse_uri(uri).secret)
+            await page.get_by_label("Code from the app").fill(app.now())
             await page.get_by_role("button", name="Turn on").click()
             await expect(page.get_by_role("status")).to_contain_text("authenticator app is on")
+            # Turning it off takes a code from it: a wrong one is refused, the next one works.
+            off = page.get_by_label("To turn it off, enter the code it shows now")
+            await off.fill(f"{(int(app.now()) + 500_000) % 1_000_000:06d}")
+            await page.get_by_role("button", name="Turn off").click()
+            await expect(page.get_by_role("alert")).to_contain_text("did not match")
+            await expect(page.get_by_role("status")).to_contain_text("authenticator app is on")
+            await off.fill(app.at(time.time() + 30))
+            await page.get_by_role("button", name="Turn off").click()
+            await expect(page.get_by_role("button", name="Set up an authenticator app")
+                         ).to_be_visible()
 
             await page.goto(f"{base}/devices/{device}")
             await page.get_by_role("button", name="Release this device…").click()

@@ -84,6 +84,8 @@ async def test_totp_enrolment_sign_in_and_release(act: Act, db: Database) -> Non
     assert (await act.http.get("/api/v1/account")).json()["totp_enabled"] is True
 
     async with act.client() as phone:
+        await act.drain()  # the notice that the app was set up
+        assert [m["purpose"] for m in act.messages()][-1] == "totp_on_notice"
         sent = len(act.messages())
         started = (await phone.post("/api/v1/sessions",
                                     json={"contact": ALICE, "method": "totp"})).json()

@@ -55,6 +55,10 @@ async def test_a_session_alone_cannot_replace_or_turn_off_the_app(
     assert (await act.http.post("/api/v1/account/totp/disable",
                                 json={"code": code})).status_code == 200
     assert (await act.http.get("/api/v1/account")).json()["totp_enabled"] is False
+    # The owner is told of each change of their second factor.
+    await act.drain()
+    told = [m["purpose"] for m in act.messages() if m["to"] == VICTIM]
+    assert told.count("totp_on_notice") == 1 and told.count("totp_off_notice") == 1
 
 
 async def test_replacing_the_app_takes_a_current_code_used_once(act: Act, db: Database) -> None:
