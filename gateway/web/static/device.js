@@ -167,8 +167,19 @@
     var words = String(kind || "alarm").replace(/_/g, " ");
     return words.charAt(0).toUpperCase() + words.slice(1);
   }
-  // The page's table of alarms gets the new one on top (as a reload would show it).
+  // The page's table of alarms gets the new one on top (as a reload would show it). Alarms
+  // are known by type and second: the page's own, live events and catch-ups may repeat one.
   var alarmsTable = document.getElementById("alarms-table");
+  var seenAlarms = {};
+  var newestAlarm = 0;
+  function alarmKey(kind, t) { return String(kind) + "@" + Math.floor(t / 1000); }
+  if (alarmsTable) {
+    Array.prototype.forEach.call(alarmsTable.querySelectorAll("tr[data-key]"), function (row) {
+      seenAlarms[row.dataset.key] = true;
+      var t = Number(row.dataset.key.split("@")[1]) * 1000;
+      if (t > newestAlarm) { newestAlarm = t; }
+    });
+  }
   function addAlarmRow(body, t, where) {
     var rows = alarmsTable && alarmsTable.tBodies[0];
     if (!rows) { return; }
@@ -188,6 +199,12 @@
   }
   function onAlarm(body) {
     var t = Date.parse(body.event_time || body.received_at);
+    if (!isNaN(t)) {
+      var key = alarmKey(body.alarm, t);
+      if (seenAlarms[key]) { return; }
+      seenAlarms[key] = true;
+      if (t > newestAlarm) { newestAlarm = t; }
+    }
     var where = body.position && body.position.valid !== false ? body.position : null;
     var text = alarmName(body.alarm) + " alarm at " + (isNaN(t) ? "?" : utc(t)) + " UTC";
     if (where) { text += " near " + where.lat.toFixed(5) + ", " + where.lon.toFixed(5); }
@@ -233,7 +250,24 @@
   }
 
   // What was committed while the stream was not there (before it was ready, or after a gap).
+  var alarmsUrl = el.dataset.alarmsUrl;
+  function catchUpAlarms() {
+    if (!alarmsUrl) { return; }
+    var since = newestAlarm || loadedAt - 60000;
+    fetch(alarmsUrl + "?limit=100&since=" + encodeURIComponent(new Date(since).toISOString()),
+      { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (body) {
+        if (!body) { return; }
+        body.alarms.slice().reverse().forEach(function (a) {  // oldest first: newest on top
+          onAlarm({ alarm: a.alarm_type, event_time: a.event_time, received_at: a.received_at,
+            position: a.lat === null || a.lon === null ? null : { lat: a.lat, lon: a.lon } });
+        });
+      })
+      .catch(function () { /* offline for a moment: the next reconnect catches up */ });
+  }
   function catchUp() {
+    catchUpAlarms();
     var since = lastFixTime() || loadedAt - 60000;
     fetch(positionsUrl + "?limit=1000&since=" + encodeURIComponent(new Date(since).toISOString()),
       { credentials: "same-origin", headers: { Accept: "application/json" } })

@@ -209,6 +209,42 @@ async def test_a_simulated_sos_appears_live_on_the_open_device_page(
 
 
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+async def test_an_alarm_committed_while_the_live_stream_was_away_appears_on_reconnect(
+    act: Act, link_factory: LinkFactory, browser: Browser, store_url: str
+) -> None:
+    device = imei(843)
+    link, encoder = await online(act, link_factory, device)
+    await claim(act.http, act, device, ALICE)
+    page, _offline = await signed_in_page(browser, act)
+    await page.route("**/live", lambda route: route.abort("connectionreset"))
+    await page.goto(f"{base_of(act)}/devices/{device}")
+    await expect(page.locator("#live-status")).to_have_attribute("data-state", "paused")
+    await expect(page.locator("#no-alarms")).to_be_visible()
+
+    at = datetime.now(UTC).replace(microsecond=0)
+    await link.send(encoder.sos(Fix(at, 52.52, 13.405)))  # while the page has no stream
+    for _ in range(300):
+        alarms = (await act.http.get(f"/api/v1/devices/{device}/alarms")).json()["alarms"]
+        if alarms:
+            break
+        await asyncio.sleep(0.03)
+    assert [a["alarm_type"] for a in alarms] == ["sos"]
+    await expect(page.locator("#alarms-table tbody tr")).to_have_count(0)
+
+    await page.unroute("**/live")  # the stream comes back (the page retries after 3 s)
+    await expect(page.locator("#live-status")).to_have_attribute("data-state", "live",
+                                                                  timeout=15_000)
+    await expect(page.locator("#alarms-table tbody tr.alarm-sos")).to_have_count(1)
+    await expect(page.locator("#live-alarms .alarm-sos")).to_contain_text(
+        at.strftime("SOS alarm at %Y-%m-%d %H:%M:%S UTC"))
+    await page.reload()  # the page's own table and a catch-up never repeat an alarm
+    await expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
+    await page.wait_for_timeout(500)
+    await expect(page.locator("#alarms-table tbody tr.alarm-sos")).to_have_count(1)
+    await link.close()
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 async def test_docs_render_with_the_network_blocked(
     act: Act, browser: Browser, store_url: str
 ) -> None:
