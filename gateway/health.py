@@ -31,6 +31,7 @@ class Health:
         self, db: Database, writer: GroupCommitWriter, *, instance: str,
         connections: Callable[[], int], tcp_ports: Callable[[], dict[str, int]],
         mqtt_state: Callable[[], str], mqtt_error: Callable[[], str | None],
+        live_state: Callable[[], str] = lambda: "in-process",
     ) -> None:
         self.db = db
         self.writer = writer
@@ -39,6 +40,7 @@ class Health:
         self.tcp_ports = tcp_ports
         self.mqtt_state = mqtt_state
         self.mqtt_error = mqtt_error
+        self.live_state = live_state
         #: Set once the gateway begins to stop: not ready for new devices.
         self.stopping = False
         #: The probe in flight: concurrent checks wait for the same one.
@@ -70,6 +72,10 @@ class Health:
             # "disabled", or the broker connection: "connecting", "up", "down" (TCP and the
             # web app work whatever it is; MQTT reconnects by itself).
             "mqtt": self.mqtt_state(),
+            # Live updates between instances: "in-process" (SQLite, one instance), or the
+            # PostgreSQL LISTEN connection "up"/"down" (pages then see this instance's
+            # devices only, and catch up when it is back).
+            "live": self.live_state(),
         }
         error = self.mqtt_error()
         if error:

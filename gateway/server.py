@@ -174,7 +174,8 @@ class Gateway:
             self.db, self.writer, instance=self.instance,
             connections=lambda: tcp.connection_count, tcp_ports=lambda: dict(tcp.ports),
             mqtt_state=lambda: self.mqtt.state if self.mqtt is not None else "disabled",
-            mqtt_error=lambda: self.mqtt.last_error if self.mqtt is not None else None)
+            mqtt_error=lambda: self.mqtt.last_error if self.mqtt is not None else None,
+            live_state=self._live_state)
         if settings.mqtt.enabled:
             # Never fails because of the broker: it connects (and reconnects) in the background.
             mqtt = self.mqtt = MqttTransport(
@@ -344,6 +345,12 @@ class Gateway:
             return
         if forgotten:
             log.info("check device removed", extra={"device": device_id})
+
+    def _live_state(self) -> str:
+        bus = self.live.bus if self.live is not None else None
+        if bus is None:
+            return "in-process"
+        return "up" if bus.up else "down"
 
     def on_identified(self, stream: Stream) -> None:
         """A device came online on this instance: the commands waiting for it go out."""

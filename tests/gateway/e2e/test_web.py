@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 
 from gateway.server import Gateway
@@ -78,6 +80,13 @@ async def test_healthz_and_metrics(gateway: Gateway, http, link_factory) -> None
     assert health.status_code == 200
     assert health.json()["status"] == "ok"
     assert health.json()["database"] == "up"
+    # Live updates: in the process on SQLite, over a LISTEN connection on PostgreSQL.
+    expected_live = "in-process" if gateway.settings.database.url.startswith("sqlite") else "up"
+    for _ in range(100):  # the LISTEN connection comes up in the background
+        if (await http.get("/healthz")).json()["live"] == expected_live:
+            break
+        await asyncio.sleep(0.05)
+    assert (await http.get("/healthz")).json()["live"] == expected_live
     link: DeviceLink = await link_factory(gateway.tcp.ports["gps103"])
     await link.send(GPS_LOGIN + b"garbage-without-terminator\n" + GPS_POSITION)
     await link.expect(b"LOAD")
