@@ -581,6 +581,23 @@ class AlarmSettings(_Section):
     #: cap): a device, or anybody sending frames in its name, cannot flood its owner with one
     #: message per type. SOS messages are never capped by it.
     max_per_device_hour: int = Field(6, ge=0, le=1000)
+    #: Alarm types stored and shown but never sent: routine events many trackers report as
+    #: alarms. SOS cannot be one of them.
+    quiet_types: list[str] = Field(
+        default_factory=lambda: ["power_on", "ignition_on", "ignition_off"])
+
+    @field_validator("quiet_types")
+    @classmethod
+    def _known_types(cls, value: list[str]) -> list[str]:
+        from protocols import AlarmType
+
+        known = {kind.value for kind in AlarmType}
+        unknown = [kind for kind in value if kind not in known]
+        if unknown:
+            raise ValueError(f"unknown alarm types {unknown}: use some of {sorted(known)}")
+        if "sos" in value:
+            raise ValueError("an SOS is always told: remove 'sos' from alarms.quiet_types")
+        return value
 
 
 class InstanceSettings(_Section):

@@ -155,5 +155,6 @@ class Metrics:
         self.alarm_notifications = Counter(
             "gateway_alarm_notifications_total",
             "Alarms of bound devices told to their owner (sent, failed) or not "
-            "(suppressed: alarms.min_interval_s; capped: alarms.max_per_device_hour)",
+            "(suppressed: alarms.min_interval_s; capped: alarms.max_per_device_hour; quiet: "
+            "alarms.quiet_types)",
             ["result"], registry=r)

@@ -50,6 +50,7 @@ class AlarmNotifier:
         #: False once stopping, or when alarms.notify is off (read once: this runs per frame).
         self._on = settings.notify
         self._min_interval_s = settings.min_interval_s
+        self._quiet = frozenset(settings.quiet_types)
 
     def stored(self, item: IngestItem) -> None:
         """A committed item (`Gateway.on_stored`): tell the owner of each alarm in it."""
@@ -59,6 +60,9 @@ class AlarmNotifier:
             if event.__class__ is Alarm:
                 assert isinstance(event, Alarm)
                 key = (item.device_id, event.alarm.value)
+                if key[1] in self._quiet:
+                    self._count("quiet")
+                    continue
                 sent = self._sent.get(key)
                 if sent is not None and time.monotonic() - sent < self._min_interval_s:
                     self._count("suppressed")

@@ -148,3 +148,15 @@ def test_malformed_toml_is_a_clear_error(tmp_path: Path) -> None:
     path.write_text("[tcp\nport=")
     with pytest.raises(ConfigError, match="cannot read"):
         load_settings(path)
+
+
+@pytest.mark.parametrize(("value", "says"), [
+    ('["power_on", "sos"]', "an SOS is always told"),
+    ('["battery_low"]', "unknown alarm types ['battery_low']"),
+])
+def test_quiet_alarm_types_are_checked(tmp_path: Path, value: str, says: str) -> None:
+    path = tmp_path / "g.toml"
+    path.write_text(f"[alarms]\nquiet_types = {value}\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert "alarms.quiet_types" in str(info.value) and says in str(info.value)

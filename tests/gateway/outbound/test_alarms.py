@@ -159,3 +159,22 @@ async def test_alarms_of_every_type_in_a_burst_are_capped_per_device_but_sos_nev
     assert f'gateway_alarm_notifications_total{{result="capped"}} {len(kinds) - 3}.0' in metrics
     listed = (await act.http.get(f"/api/v1/devices/{device}/alarms")).json()["alarms"]
     assert len(listed) == len(kinds) + 1  # every alarm stored and shown
+
+
+async def test_quiet_alarm_types_are_stored_and_shown_but_never_sent(
+    start_act: StartAct, db: Database, link_factory: Any,
+) -> None:
+    act = await start_act(alarms={"quiet_types": ["low_battery"]})
+    device = imei(853)
+    tracker = await gps103(act, link_factory, device)
+    await owner_of(act, db, device)
+    low_battery = alarm_builder(tracker.codec, tracker.device, AlarmType.LOW_BATTERY)
+    await tracker.send(low_battery(Fix(T0, 48.0, 2.0)))
+    await tracker.send(tracker.device.sos(Fix(T0 + timedelta(seconds=1), 48.0, 2.0)))
+    await stored_alarms(db, device, 2)
+    await settle(act)
+    assert [m["alarm"] for m in alarms_sent(act)] == ["sos"]
+    listed = (await act.http.get(f"/api/v1/devices/{device}/alarms")).json()["alarms"]
+    assert sorted(a["alarm_type"] for a in listed) == ["low_battery", "sos"]
+    metrics = (await act.http.get("/metrics")).text
+    assert 'gateway_alarm_notifications_total{result="quiet"} 1.0' in metrics
