@@ -233,7 +233,7 @@ def cmd_command(settings: Settings, args: argparse.Namespace) -> int:
         except CommandRefused as exc:
             print(f"error: {exc.field}: {exc.message}", file=sys.stderr)
             return 1
-        print(json.dumps(_plain(info), default=str), flush=True)
+        print(_command_json(info), flush=True)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (args.wait or 0)
         last = info.status
@@ -242,7 +242,7 @@ def cmd_command(settings: Settings, args: argparse.Namespace) -> int:
             now = await command_store.get_command(db, info.id, datetime.now(UTC))
             if now is not None and now.status != last:
                 last = now.status
-                print(json.dumps(_plain(now), default=str), flush=True)
+                print(_command_json(now), flush=True)
         return 0
 
     result: int = _run_loop(_with_db(settings, action))
@@ -287,6 +287,15 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
     for row in _run_loop(_with_db(settings, action)):
         print(json.dumps(_plain(row), default=str))
     return 0
+
+
+def _command_json(info: Any) -> str:
+    """A command as one JSON line, the bytes sent in hex (`sent_hex`, as the admin API has it)
+    rather than Python's repr of them."""
+    out = _plain(info)
+    payload = out.pop("payload", None)
+    out["sent_hex"] = payload.hex() if payload is not None else None
+    return json.dumps(out, default=str)
 
 
 def _plain(value: Any) -> Any:
