@@ -178,7 +178,8 @@ async def run_check(host: str, port: int, protocol: str | None = None, *,
         steps.append(Step("connect", FAIL, f"cannot connect to {host}:{port}: "
                           f"{exc.strerror or exc}",
                           "wrong port, or the gateway is not running; the gateway's device ports"
-                          f" default to {_default_ports()} (tcp.*_port in its configuration)"))
+                          f" default to {_default_ports()} (protocols.<name>.port in its"
+                          " configuration)"))
         return result
     steps.append(Step("connect", PASS, f"TCP connection to {host}:{port} open"))
     try:
