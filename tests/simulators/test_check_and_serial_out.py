@@ -115,6 +115,17 @@ async def test_a_check_device_that_belongs_to_someone_is_kept(
     assert await devices_now(gateway) == [check_device]
 
 
+@pytest.mark.parametrize(("port_of", "checked_as"), [("gt06", "gl300"), ("gl300", "jt808")])
+async def test_a_check_as_the_wrong_protocol_names_the_one_the_port_speaks(
+    start_gateway: StartGateway, port_of: str, checked_as: str
+) -> None:
+    gateway = await start_gateway()
+    result = await run_check("127.0.0.1", gateway.tcp.ports[port_of], checked_as, timeout=2)
+    assert not result.ok
+    assert f"the port answers {port_of}: protocol mismatch" in result.render(), result.render()
+    assert f"trackersim check --protocol {port_of}" in result.render()
+
+
 async def test_a_closed_port_names_the_setting_of_the_device_ports() -> None:
     with socket.socket() as probe:  # a port nothing listens on once the probe is closed
         probe.bind(("127.0.0.1", 0))
