@@ -345,6 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        # `gateway <command> --help` starts with what `gateway --help` says the command does.
+        kwargs.setdefault("description", kwargs.get("help"))
         return sub.add_parser(name, parents=[common], **kwargs)
 
     run = add("run", help="start the TCP listeners and the web app")
@@ -408,7 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     labels = add("labels", help="print a sheet of device labels (IMEI, claim key, QR code of "
                  "the claim URL at http.public_url) from a CSV file of imei,claim_key")
-    labels.add_argument("file")
+    labels.add_argument("file", help="CSV file of imei,claim_key rows, or with a header row "
+                        "naming imei and claim_key among other columns")
     labels.add_argument("--encoding", default="auto", help=_ENCODING_HELP)
     labels.add_argument("--out", required=True, metavar="FILE",
                         help="labels.pdf, or labels.png (one PNG per sheet of 21)")
