@@ -106,7 +106,10 @@ def cmd_bind(settings: Settings, args: argparse.Namespace) -> int:
 
     try:
         binding = _run_loop(_with_db(settings, action))
-    except (queries.DeviceNotFound, queries.DeviceAlreadyBound) as exc:
+    except queries.DeviceNotFound:
+        print(f"error: no device {args.imei} has been seen", file=sys.stderr)
+        return 1
+    except queries.DeviceAlreadyBound as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(_plain(binding), default=str))
@@ -120,11 +123,11 @@ def cmd_release(settings: Settings, args: argparse.Namespace) -> int:
         return await queries.release_device(db, args.imei)
 
     try:
-        _run_loop(_with_db(settings, action))
-    except queries.DeviceNotFound as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        closed = _run_loop(_with_db(settings, action))
+    except queries.DeviceNotFound:
+        print(f"error: no device {args.imei} has been seen", file=sys.stderr)
         return 1
-    print(f"released {args.imei}")
+    print(f"released {args.imei}" if closed is not None else f"{args.imei} was not bound")
     return 0
 
 
