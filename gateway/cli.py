@@ -106,7 +106,10 @@ def cmd_bind(settings: Settings, args: argparse.Namespace) -> int:
 
     try:
         binding = _run_loop(_with_db(settings, action))
-    except (queries.DeviceNotFound, queries.DeviceAlreadyBound) as exc:
+    except queries.DeviceNotFound:
+        print(f"error: no device {args.imei} has been seen", file=sys.stderr)
+        return 1
+    except queries.DeviceAlreadyBound as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(_plain(binding), default=str))
@@ -120,11 +123,11 @@ def cmd_release(settings: Settings, args: argparse.Namespace) -> int:
         return await queries.release_device(db, args.imei)
 
     try:
-        _run_loop(_with_db(settings, action))
-    except queries.DeviceNotFound as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        closed = _run_loop(_with_db(settings, action))
+    except queries.DeviceNotFound:
+        print(f"error: no device {args.imei} has been seen", file=sys.stderr)
         return 1
-    print(f"released {args.imei}")
+    print(f"released {args.imei}" if closed is not None else f"{args.imei} was not bound")
     return 0
 
 
@@ -233,7 +236,7 @@ def cmd_command(settings: Settings, args: argparse.Namespace) -> int:
         except CommandRefused as exc:
             print(f"error: {exc.field}: {exc.message}", file=sys.stderr)
             return 1
-        print(json.dumps(_plain(info), default=str), flush=True)
+        print(_command_json(info), flush=True)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (args.wait or 0)
         last = info.status
@@ -242,7 +245,7 @@ def cmd_command(settings: Settings, args: argparse.Namespace) -> int:
             now = await command_store.get_command(db, info.id, datetime.now(UTC))
             if now is not None and now.status != last:
                 last = now.status
-                print(json.dumps(_plain(now), default=str), flush=True)
+                print(_command_json(now), flush=True)
         return 0
 
     result: int = _run_loop(_with_db(settings, action))
@@ -287,6 +290,15 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
     for row in _run_loop(_with_db(settings, action)):
         print(json.dumps(_plain(row), default=str))
     return 0
+
+
+def _command_json(info: Any) -> str:
+    """A command as one JSON line, the bytes sent in hex (`sent_hex`, as the admin API has it)
+    rather than Python's repr of them."""
+    out = _plain(info)
+    payload = out.pop("payload", None)
+    out["sent_hex"] = payload.hex() if payload is not None else None
+    return json.dumps(out, default=str)
 
 
 def _plain(value: Any) -> Any:
@@ -336,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        # `gateway <command> --help` starts with what `gateway --help` says the command does.
+        kwargs.setdefault("description", kwargs.get("help"))
         return sub.add_parser(name, parents=[common], **kwargs)
 
     run = add("run", help="start the TCP listeners and the web app")
@@ -399,7 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     labels = add("labels", help="print a sheet of device labels (IMEI, claim key, QR code of "
                  "the claim URL at http.public_url) from a CSV file of imei,claim_key")
-    labels.add_argument("file")
+    labels.add_argument("file", help="CSV file of imei,claim_key rows, or with a header row "
+                        "naming imei and claim_key among other columns")
     labels.add_argument("--encoding", default="auto", help=_ENCODING_HELP)
     labels.add_argument("--out", required=True, metavar="FILE",
                         help="labels.pdf, or labels.png (one PNG per sheet of 21)")

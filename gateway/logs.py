@@ -33,8 +33,10 @@ class JsonFormatter(logging.Formatter):
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        # An extra keeps its record on one line: a database driver's error text spans several
+        # (SQLAlchemy adds "(Background on this error at: ...)" on a line of its own).
         extras = " ".join(
-            f"{key}={value}" for key, value in vars(record).items()
+            f"{key}={' '.join(str(value).splitlines())}" for key, value in vars(record).items()
             if key not in _STANDARD and not key.startswith("_")
         )
         base = (f"{self.formatTime(record)} {record.levelname:<7} {record.name}: "

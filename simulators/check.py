@@ -141,14 +141,18 @@ def _device(protocol: str, imei: str, sack: bool, timeout: float) -> SimDevice:
 
 
 async def _speaks(host: str, port: int, protocol: str, timeout: float) -> bool:
-    """Does the port answer a heartbeat of `protocol`? (fresh connection, no login)"""
+    """Does the port answer a login of `protocol`, or its heartbeat where it has no answered
+    login? (fresh connection; the gateway answers nothing before a login where one is due)"""
     device = _device(protocol, check_imei(), False, timeout)
     try:
         session = await _Session.open(device, host, port, timeout)
     except (OSError, TimeoutError):
         return False
     try:
-        device.state = State.ONLINE  # probing only: skip the login
+        device.connected(session.loop.time())
+        await session.flush()
+        if device.state is State.LOGIN:
+            return await session.wait(lambda: device.state is State.ONLINE, timeout)
         out = device.send_heartbeat(session.loop.time())
         await session.flush()
         return out is not None and await session.answered(out, timeout)
@@ -178,7 +182,8 @@ async def run_check(host: str, port: int, protocol: str | None = None, *,
         steps.append(Step("connect", FAIL, f"cannot connect to {host}:{port}: "
                           f"{exc.strerror or exc}",
                           "wrong port, or the gateway is not running; the gateway's device ports"
-                          f" default to {_default_ports()} (tcp.*_port in its configuration)"))
+                          f" default to {_default_ports()} (protocols.<name>.port in its"
+                          " configuration)"))
         return result
     steps.append(Step("connect", PASS, f"TCP connection to {host}:{port} open"))
     try:

@@ -335,8 +335,8 @@ async def _until_signal(task: asyncio.Future[Any]) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="trackersim", description="Simulated GPS trackers (gps103, tk103, gl300) for "
-        "tests, benchmarks and installers.")
+        prog="trackersim", description="Simulated GPS trackers (every protocol of the "
+        "gateway) for tests, benchmarks and installers.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def behaviour(p: argparse.ArgumentParser, interval: str = "10s") -> None:

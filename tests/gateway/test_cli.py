@@ -162,3 +162,13 @@ def run_cli(tmp_path: Path, args: list[str], **env: str) -> subprocess.Completed
     clean.update({f"GATEWAY_{k}": v for k, v in env.items()})
     return subprocess.run([sys.executable, "-m", "gateway.cli", *args], env=clean, cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
+
+
+def test_labels_help_names_the_command_and_its_file(capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["labels", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "print a sheet of device labels" in out
+    assert "CSV file of imei,claim_key rows" in out

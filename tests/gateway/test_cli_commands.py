@@ -229,6 +229,24 @@ async def test_devices_pages_through_more_than_a_hundred(tmp_path: Path, store_u
     assert wrong.returncode == 2 and "--limit: must be 1 or more" in wrong.stderr
 
 
+# bind, release --------------------------------------------------------------------------------
+
+async def test_bind_and_release_say_what_is_wrong_with_the_device(
+    tmp_path: Path, store_url: str
+) -> None:
+    [seen] = await seen_devices(store_url, 1)
+    for args in (("bind", device(99), "owner@example.com"), ("release", device(99))):
+        done = gateway(tmp_path, store_url, *args)
+        assert done.returncode == 1
+        assert done.stderr.strip() == f"error: no device {device(99)} has been seen"
+    done = gateway(tmp_path, store_url, "release", seen)
+    assert done.returncode == 0 and done.stdout.strip() == f"{seen} was not bound"
+    done = gateway(tmp_path, store_url, "bind", seen, "owner@example.com")
+    assert done.returncode == 0 and json.loads(done.stdout)["contact"] == "owner@example.com"
+    done = gateway(tmp_path, store_url, "release", seen)
+    assert done.returncode == 0 and done.stdout.strip() == f"released {seen}"
+
+
 # output ---------------------------------------------------------------------------------------
 
 def test_commands_print_their_result_and_log_only_when_asked(

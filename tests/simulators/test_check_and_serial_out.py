@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import sys
 import tty
 from collections.abc import Iterator
@@ -112,6 +113,27 @@ async def test_a_check_device_that_belongs_to_someone_is_kept(
         await link.close()
     await asyncio.sleep(0.3)
     assert await devices_now(gateway) == [check_device]
+
+
+@pytest.mark.parametrize(("port_of", "checked_as"), [("gt06", "gl300"), ("gl300", "jt808")])
+async def test_a_check_as_the_wrong_protocol_names_the_one_the_port_speaks(
+    start_gateway: StartGateway, port_of: str, checked_as: str
+) -> None:
+    gateway = await start_gateway()
+    result = await run_check("127.0.0.1", gateway.tcp.ports[port_of], checked_as, timeout=2)
+    assert not result.ok
+    assert f"the port answers {port_of}: protocol mismatch" in result.render(), result.render()
+    assert f"trackersim check --protocol {port_of}" in result.render()
+
+
+async def test_a_closed_port_names_the_setting_of_the_device_ports() -> None:
+    with socket.socket() as probe:  # a port nothing listens on once the probe is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = await run_check("127.0.0.1", port, "gl300", timeout=2)
+    [connect] = result.steps
+    assert connect.status == "FAIL" and connect.fix is not None
+    assert "protocols.<name>.port" in connect.fix and "tcp.*_port" not in connect.fix
 
 
 def test_check_device_ids() -> None:

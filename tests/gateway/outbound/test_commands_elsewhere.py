@@ -87,6 +87,8 @@ async def test_gateway_command_is_sent_by_the_running_gateway(
     assert lines[0]["status"] == "queued" and lines[0]["requested_by"] == "cli"
     assert lines[0]["imei"] == device and lines[0]["type"] == "position_single"
     assert lines[-1]["status"] == "acknowledged" and lines[-1]["result"] == "RTL"
+    assert lines[0]["sent_hex"] is None and "payload" not in lines[-1]
+    assert lines[-1]["sent_hex"] == b"AT+GTRTO=,1,,,,,,FFFF$".hex()
     [entry] = await audit.read(db, imei=device, action="command")
     assert entry.outcome == "queued" and (entry.detail or {}).get("by") == "cli"
 
