@@ -113,3 +113,13 @@ def test_the_vendored_files_are_those_recorded_with_their_licences() -> None:
     for name, digest in recorded.items():
         assert hashlib.sha256((VENDOR / name).read_bytes()).hexdigest() == digest, name
     assert {"leaflet/LICENSE", "swagger-ui/LICENSE", "swagger-ui/NOTICE"} <= served
+
+
+async def test_every_page_has_an_icon_and_favicon_ico_answers(act: Act) -> None:
+    home = await act.http.get("/")
+    assert '<link rel="icon" type="image/svg+xml" href="/static/favicon.svg">' in home.text
+    for path in ("/static/favicon.svg", "/favicon.ico"):
+        icon = await act.http.get(path)
+        assert icon.status_code == 200, path
+        assert icon.headers["content-type"].startswith("image/svg+xml")
+        assert icon.content.startswith(b"<svg")
