@@ -106,3 +106,14 @@ def load_server_key(configured: str, key_file: str) -> bytes:
     with os.fdopen(fd, "w") as handle:
         handle.write(key + "\n")
     return key.encode()
+
+
+def known_browser_mark(key: bytes, contact: str) -> str:
+    """What a browser that signed in as `contact` keeps (cookie `gw_known`): proof that this
+    browser signed in before, for counting its later sign-in codes apart (rule 25)."""
+    return hmac.new(key, f"known-browser:{contact}".encode(), hashlib.sha256).hexdigest()[:40]
+
+
+def is_known_browser(key: bytes, contact: str, mark: str | None) -> bool:
+    return bool(mark) and hmac.compare_digest(
+        (mark or "").encode(), known_browser_mark(key, contact).encode())

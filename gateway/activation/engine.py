@@ -58,7 +58,8 @@ log = logging.getLogger("gateway.activation")
 
 #: Proofs whose code goes to the contact the flow is for: failures on them never block the
 #: account (rule 25); guessing them is bounded by the per-destination send cap instead.
-OWN_CODE_PROOFS = frozenset({"owner", "claim_key", "device_signal", "contact_only"})
+OWN_CODE_PROOFS = frozenset({"owner", "owner_known", "claim_key", "device_signal",
+                             "contact_only"})
 #: Flows a signed-in owner starts on their own device (never a decoy): they see the real
 #: delivery of their code.
 OWNER_PURPOSES = frozenset({"release", "engine_stop", "engine_resume"})
@@ -192,7 +193,8 @@ class CodeEngine:
         status = AWAITING if awaiting else PENDING
         delivery = "sending" if code else None
         if code is not None and await self.count_destination(
-                conn, None if decoy else deliver_to, purpose, challenge_id, now):
+                conn, None if decoy else deliver_to, purpose, challenge_id, now,
+                own=proof == "owner_known"):
             decoy, delivery = "destination_capped", "capped"
         await challenges.insert_challenge(
             conn, id=challenge_id, purpose=purpose, imei=imei, deliver_to=deliver_to,
@@ -210,7 +212,7 @@ class CodeEngine:
 
     async def count_destination(
         self, conn: AsyncConnection, to: str | None, purpose: str, challenge_id: str,
-        now: datetime,
+        now: datetime, *, own: bool = False,
     ) -> bool:
         """Count one more code for `to` in the caller's transaction; True when it goes over
         the caps of rule 24 (then nothing is sent, and the answer does not change).
@@ -221,9 +223,10 @@ class CodeEngine:
         """
         s = self.settings
         key = to or "-"
-        # Codes a signed-in owner asks for on their own device are counted apart: claims and
+        # Codes a signed-in owner asks for on their own device, and sign-ins from a browser
+        # that signed in as this contact before (`own`), are counted apart: claims and
         # sign-ins, which anybody can start for a contact, never use them up (rule 25).
-        own = to is not None and purpose in OWNER_PURPOSES
+        own = to is not None and (own or purpose in OWNER_PURPOSES)
         short, _ = await counters.bump(conn, "owner_15min" if own else "dest_15min", key, now,
                                        900)
         day, _ = await counters.bump(conn, "owner_day" if own else "dest_day", key, now, 86400)
@@ -595,7 +598,8 @@ class CodeEngine:
                 raise RateLimited(math.ceil(s.resend_interval_s) or 1,
                                   "another code was just sent: wait before asking again")
             if await self.count_destination(conn, None if decoy else row.deliver_to,
-                                            row.purpose, row.id, now):
+                                            row.purpose, row.id, now,
+                                            own=row.proof == "owner_known"):
                 await challenges.record_delivery(conn, row.id, "capped", None)
                 decoy = True
             await audit.record(conn, "resend", "ok", imei=row.imei, challenge_id=row.id,

@@ -6,6 +6,7 @@ never succeed (rule 12).
 
 from __future__ import annotations
 
+from gateway.activation.codes import is_known_browser, known_browser_mark
 from gateway.activation.contacts import InvalidInput, normalize_contact
 from gateway.activation.engine import CodeEngine, Failure, SignedIn, Started, utcnow
 from gateway.store import accounts, audit
@@ -16,7 +17,12 @@ class SignInFlow:
         self.engine = engine
         self.db = engine.db
 
-    async def start(self, contact: str, client_addr: str | None, method: str = "code") -> Started:
+    async def start(self, contact: str, client_addr: str | None, method: str = "code",
+                    known_mark: str | None = None) -> Started:
+        """`known_mark`: the `gw_known` cookie of the browser, if any. A browser that signed
+        in as this contact before has its codes counted apart from the ones anybody can ask
+        for the contact, so that strangers filling the contact's caps do not lock its owner
+        out (rule 25); the answer is the same either way."""
         contact = normalize_contact(contact)
         if method not in ("code", "totp"):
             raise InvalidInput("method", "method must be 'code' or 'totp'")
@@ -26,9 +32,10 @@ class SignInFlow:
             await engine.rate_limit_start(conn, client_addr, now)
             owner = await accounts.owner_by_contact(conn, contact)
             unknown = owner is None or (method == "totp" and not owner.totp_secret)
+            known = not unknown and is_known_browser(engine.key, contact, known_mark)
             started, code = await engine.open(
                 conn, purpose="sign_in", imei=None, deliver_to=contact, claimant=contact,
-                proof="totp" if method == "totp" else "owner",
+                proof="totp" if method == "totp" else "owner_known" if known else "owner",
                 decoy="unknown_account" if unknown else None, client_addr=client_addr, now=now,
                 owner_id=owner.id if owner is not None else None)
         engine.send_code(started.challenge_id, contact, "sign_in", None, code, decoy=unknown)
@@ -49,3 +56,7 @@ class SignInFlow:
             await audit.record(conn, "sign_in", "ok", owner_id=owner.id,
                                challenge_id=challenge_id, client_addr=client_addr)
         return SignedIn(owner.id, row.claimant, session[0], session[1])
+
+    def known_mark(self, contact: str) -> str:
+        """The `gw_known` cookie value for a browser that just signed in as `contact`."""
+        return known_browser_mark(self.engine.key, contact)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -16,6 +16,7 @@ from gateway.activation import Failure, InvalidInput, RateLimited, SignedIn
 from gateway.activation.engine import CodeEngine
 from gateway.web.context import WebContext
 from gateway.web.deps import (
+    KNOWN_COOKIE,
     SESSION_COOKIE,
     Account,
     Claims,
@@ -104,7 +105,7 @@ def _signed_in(ctx: WebContext, signed: SignedIn) -> JSONResponse:
     response = JSONResponse(body.model_dump(mode="json"))
     max_age = int((signed.session_expires_at - datetime.now(signed.session_expires_at.tzinfo))
                   .total_seconds())
-    set_session_cookie(response, ctx, signed.session_token, max_age)
+    set_session_cookie(response, ctx, signed.session_token, max_age, signed.contact)
     return response
 
 
@@ -183,11 +184,14 @@ async def _resend(
 @router.post("/sessions", status_code=202, response_model=SessionStartedOut,
              responses={422: {"description": "malformed contact"},
                         429: {"description": "rate limited"}})
-async def start_session(body: SessionIn, sign_in: SignIn, client: ClientAddr) -> JSONResponse:
+async def start_session(
+    body: SessionIn, sign_in: SignIn, client: ClientAddr, request: Request,
+) -> JSONResponse:
     """Sign in: a code is sent to the contact (same answer for unknown contacts), or with
     `method: "totp"` the code comes from the owner's authenticator app."""
     try:
-        started = await sign_in.start(body.contact, client, body.method)
+        started = await sign_in.start(body.contact, client, body.method,
+                                      request.cookies.get(KNOWN_COOKIE))
     except InvalidInput as exc:
         return invalid_input(exc)
     except RateLimited as exc:
@@ -218,12 +222,12 @@ async def resend_session(
     return await _resend(ctx.activation.engine, session_id, body.token, client)
 
 
-@router.delete("/sessions/current", status_code=204)
-async def sign_out(request: Request, account: Account) -> JSONResponse:
-    """Sign out: the session ends on the server too."""
+@router.delete("/sessions/current", status_code=204, response_class=Response)
+async def sign_out(request: Request, account: Account) -> Response:
+    """Sign out: the session ends on the server too. (The browser keeps its `gw_known` mark.)"""
     token = request.cookies.get(SESSION_COOKIE)
     if token:
         await account.end_session(token)
-    response = JSONResponse(None, status_code=204)
+    response = Response(status_code=204)  # no body: a 204 carries none
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response

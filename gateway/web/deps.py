@@ -21,6 +21,9 @@ from gateway.web.context import WebContext
 #: The owner's session cookie: HttpOnly, SameSite=Lax, Secure unless served on plain-http
 #: loopback (`WebContext.secure_cookies`).
 SESSION_COOKIE = "gw_session"
+#: Kept by a browser that signed in (400 days): its later sign-in codes are counted apart from
+#: the ones anybody can ask for the contact (`SignInFlow.start`).
+KNOWN_COOKIE = "gw_known"
 
 #: What every failed check answers: nothing about why (wrong, expired, used, capped...).
 GENERIC_FAILURE = ("the code did not work: check it and try again, or ask for a new code "
@@ -129,10 +132,16 @@ def same_origin_json(request: Request, ctx: Context) -> None:
                                 "cross-site request refused: Origin is not this site")
 
 
-def set_session_cookie(response: Response, ctx: WebContext, token: str, max_age: int) -> None:
+def set_session_cookie(response: Response, ctx: WebContext, token: str, max_age: int,
+                       contact: str | None = None) -> None:
+    """The session cookie and, with `contact`, the mark of a browser that signed in as it."""
     response.set_cookie(
         SESSION_COOKIE, token, max_age=max_age, httponly=True, samesite="lax",
         secure=ctx.secure_cookies, path="/")
+    if contact is not None:
+        response.set_cookie(
+            KNOWN_COOKIE, ctx.activation.sign_in.known_mark(contact), max_age=400 * 86400,
+            httponly=True, samesite="lax", secure=ctx.secure_cookies, path="/")
 
 
 def invalid_input(exc: InvalidInput) -> JSONResponse:

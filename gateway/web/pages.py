@@ -27,6 +27,7 @@ from gateway.web.api_owner import device_out
 from gateway.web.context import WebContext
 from gateway.web.deps import (
     GENERIC_FAILURE,
+    KNOWN_COOKIE,
     SESSION_COOKIE,
     Context,
     client_addr,
@@ -103,7 +104,7 @@ def _flow_token(request: Request, challenge_id: str) -> str | None:
 def _signed_in(ctx: WebContext, signed: SignedIn, to: str) -> RedirectResponse:
     response = _redirect(to)
     max_age = int((signed.session_expires_at - datetime.now(UTC)).total_seconds())
-    set_session_cookie(response, ctx, signed.session_token, max_age)
+    set_session_cookie(response, ctx, signed.session_token, max_age, signed.contact)
     response.delete_cookie(FLOW_COOKIE, path="/")
     return response
 
@@ -239,7 +240,8 @@ async def signin_start(
 ) -> Response:
     await _check_csrf(request, ctx)
     try:
-        started = await ctx.activation.sign_in.start(contact, client_addr(request, ctx), method)
+        started = await ctx.activation.sign_in.start(contact, client_addr(request, ctx), method,
+                                                     request.cookies.get(KNOWN_COOKIE))
     except InvalidInput as exc:
         return render(request, ctx, "signin.html", 422, owner=owner, contact=contact,
                       errors={exc.field: exc.message})

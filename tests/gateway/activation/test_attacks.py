@@ -134,9 +134,10 @@ async def test_two_hundred_claims_from_ten_addresses_send_five_codes(
 async def test_sign_ins_are_capped_per_day_too(start_act: StartAct, db: Database) -> None:
     act = await start_act(activation={"max_codes_per_destination_15min": 100})
     await claimed(act, db, imei(1321), VICTIM)
-    for _ in range(25):
-        assert (await act.http.post("/api/v1/sessions", json={"contact": VICTIM})
-                ).status_code == 202
+    async with act.client() as stranger:  # not the owner's browser (test_known_browser.py)
+        for _ in range(25):
+            assert (await stranger.post("/api/v1/sessions", json={"contact": VICTIM})
+                    ).status_code == 202
     await act.drain()
     # 20 a day, the claim's code included.
     assert len(sign_in_code(act, VICTIM)) == 19
@@ -145,17 +146,18 @@ async def test_sign_ins_are_capped_per_day_too(start_act: StartAct, db: Database
 async def test_over_the_cap_a_challenge_can_never_succeed(act: Act, db: Database) -> None:
     await claimed(act, db, imei(1322), VICTIM)
     started = []
-    for _ in range(6):
-        started.append((await act.http.post("/api/v1/sessions", json={"contact": VICTIM})
-                        ).json())
-    await act.drain()
-    codes = sign_in_code(act, VICTIM)
-    assert len(codes) == 4  # the claim's code was the first of five
-    last = started[-1]
-    for code in codes:
-        answer = await act.http.post(f"/api/v1/sessions/{last['session_id']}/verify",
-                                     json={"token": last["token"], "code": code})
-        assert answer.status_code == 400
+    async with act.client() as stranger:  # not the owner's browser (test_known_browser.py)
+        for _ in range(6):
+            started.append((await stranger.post("/api/v1/sessions", json={"contact": VICTIM})
+                            ).json())
+        await act.drain()
+        codes = sign_in_code(act, VICTIM)
+        assert len(codes) == 4  # the claim's code was the first of five
+        last = started[-1]
+        for code in codes:
+            answer = await stranger.post(f"/api/v1/sessions/{last['session_id']}/verify",
+                                         json={"token": last["token"], "code": code})
+            assert answer.status_code == 400
 
 
 # Rule 25: victim lock-out ---------------------------------------------------------------------
@@ -195,11 +197,12 @@ async def test_guessing_an_account_stays_bounded_by_the_codes_it_was_sent(
     act = await start_act(activation={"max_failures_per_client": 10_000})
     await claimed(act, db, imei(1331), VICTIM)
     before = act.comparisons
-    for _ in range(30):
-        started = (await act.http.post("/api/v1/sessions", json={"contact": VICTIM})).json()
-        for guess in range(5):
-            await act.http.post(f"/api/v1/sessions/{started['session_id']}/verify",
-                                json={"token": started["token"], "code": f"{guess:06d}"})
+    async with act.client() as stranger:  # not the owner's browser (test_known_browser.py)
+        for _ in range(30):
+            started = (await stranger.post("/api/v1/sessions", json={"contact": VICTIM})).json()
+            for guess in range(5):
+                await stranger.post(f"/api/v1/sessions/{started['session_id']}/verify",
+                                    json={"token": started["token"], "code": f"{guess:06d}"})
     await act.drain()
     live = len(sign_in_code(act, VICTIM))
     assert live == 4  # 5 per 15 minutes, the claim's code included
