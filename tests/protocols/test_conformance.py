@@ -10,7 +10,6 @@ is listed in DEVIATIONS with the reason, and the test checks our behaviour inste
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,11 +21,12 @@ from protocols import (
     Alarm,
     Decoded,
     Discarded,
-    Position,
     Rejected,
     get_codec,
 )
 from protocols.gl300 import Gl300Options
+
+from .corpus_support import attribute_values, positions_of, snake
 
 CORPUS = Path(__file__).parent / "corpus" / "traccar-samples.jsonl"
 CORPUS_TAG_TO_CODEC = {"gps103": "gps103", "tk103": "tk103", "gl200": "gl300"}
@@ -108,10 +108,6 @@ DEVIATIONS: dict[int, tuple[str, dict[str, Any]]] = {
 }
 
 
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
-
-
 def _decode_frame(record: Record, options: object) -> Decoded:
     codec = get_codec(CORPUS_TAG_TO_CODEC[record.protocol])
     framer = codec.framer()
@@ -124,22 +120,9 @@ def _decode_frame(record: Record, options: object) -> Decoded:
     return codec.decode(frames[0], options)
 
 
-def _positions(decoded: Decoded) -> list[Position]:
-    return [e for e in decoded.events if isinstance(e, Position)]
-
-
-def _attribute_values(decoded: Decoded, key: str) -> list[Any]:
-    values = []
-    for event in decoded.events:
-        attributes = getattr(event, "attributes", None)
-        if attributes is not None and key in attributes:
-            values.append(attributes[key])
-    return values
-
-
 def _check_kind(record: Record, decoded: Decoded) -> None:
     kind = record.expect["kind"]
-    positions = _positions(decoded)
+    positions = positions_of(decoded)
     if kind == "position":
         assert positions, f"expected a position, got {decoded.events}"
         for position in positions:
@@ -157,7 +140,7 @@ def _check_kind(record: Record, decoded: Decoded) -> None:
 def _check_asserted_values(record: Record, decoded: Decoded) -> None:
     expect = record.expect
     if "lat" in expect or "time" in expect:
-        first = _positions(decoded)[0]
+        first = positions_of(decoded)[0]
         if "time" in expect:
             assert first.fix_time == datetime.fromisoformat(expect["time"].replace("Z", "+00:00"))
         if "valid" in expect:
@@ -168,12 +151,12 @@ def _check_asserted_values(record: Record, decoded: Decoded) -> None:
     for key, value in expect.get("attributes", {}).items():
         if key == "alarm":
             alarms = [e.alarm.value for e in decoded.events if isinstance(e, Alarm)]
-            assert _snake(value) in alarms, f"alarm {value!r} not in {alarms}"
+            assert snake(value) in alarms, f"alarm {value!r} not in {alarms}"
         elif key == "course":
-            courses = [p.course_deg for p in _positions(decoded)]
+            courses = [p.course_deg for p in positions_of(decoded)]
             assert value in courses, f"course {value} not in {courses}"
         else:
-            found = _attribute_values(decoded, _snake(key))
+            found = attribute_values(decoded, snake(key))
             if value is None:
                 assert not found, f"{key} should be absent, found {found}"
             else:
@@ -184,7 +167,7 @@ def _check_derived(record: Record, decoded: Decoded) -> None:
     derived = record.derived
     if record.expect["kind"] != "position" or "lat" not in derived:
         return
-    first = _positions(decoded)[0]
+    first = positions_of(decoded)[0]
     assert first.lat == pytest.approx(derived["lat"], abs=TOLERANCE_DEG)
     assert first.lon == pytest.approx(derived["lon"], abs=TOLERANCE_DEG)
     if "time" in derived:

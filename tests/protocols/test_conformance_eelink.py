@@ -12,7 +12,6 @@ skipped.
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,8 @@ from protocols import Alarm, Decoded, Discarded, Position, Rejected, Status, get
 from protocols.codec import Command, CommandType
 from protocols.eelink import encode_udp_command
 from protocols.events import Heartbeat
+
+from .corpus_support import snake
 
 CORPUS = Path(__file__).parent / "corpus" / "wave2-samples.jsonl"
 CODEC = get_codec("eelink")
@@ -52,8 +53,7 @@ DEVIATIONS: dict[int, tuple[str, dict[str, Any]]] = {}
 
 
 def _snake(name: str) -> str:
-    name = _NAMES.get(name, name)
-    return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
+    return snake(_NAMES.get(name, name))
 
 
 def _decode_in_order() -> list[tuple[dict[str, Any], Decoded]]:

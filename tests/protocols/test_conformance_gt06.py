@@ -21,7 +21,6 @@ DEVIATIONS with the reason and what is checked instead; nothing is skipped.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,11 +36,12 @@ from protocols import (
     CommandType,
     Decoded,
     Discarded,
-    Position,
     get_codec,
 )
 from protocols.gt06 import Gt06Framer, Gt06Options, encode_command
 from protocols.gt06.wire import packet
+
+from .corpus_support import positions_of, snake
 
 CORPUS = Path(__file__).parent / "corpus" / "wave2-samples.jsonl"
 CLOCK = datetime(2026, 2, 3, 4, 5, 6, tzinfo=UTC)
@@ -146,14 +146,6 @@ def _replay(records: list[Record]) -> None:
 _replay(DECODE)
 
 
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
-
-
-def _positions(decoded: Decoded) -> list[Position]:
-    return [e for e in decoded.events if isinstance(e, Position)]
-
-
 def _attribute(decoded: Decoded, key: str) -> list[Any]:
     found = []
     for event in decoded.events:
@@ -165,7 +157,7 @@ def _attribute(decoded: Decoded, key: str) -> list[Any]:
 
 def _check_kind(record: Record, decoded: Decoded) -> None:
     kind = record.expect["kind"]
-    positions = _positions(decoded)
+    positions = positions_of(decoded)
     expect_position = record.instead.get("position", kind == "position")
     assert decoded.rejected is None or kind == "null", decoded.rejected
     if expect_position:
@@ -180,18 +172,18 @@ def _check_asserted(record: Record, decoded: Decoded) -> None:
     for key, value in record.expect.get("attributes", {}).items():
         if key == "alarm":
             alarms = [e.alarm for e in decoded.events if isinstance(e, Alarm)]
-            expected = ALARM_NAMES[value] if value in ALARM_NAMES else AlarmType(_snake(value))
+            expected = ALARM_NAMES[value] if value in ALARM_NAMES else AlarmType(snake(value))
             assert expected in alarms, alarms
         elif key == "altitude":
-            assert [p.altitude_m for p in _positions(decoded)] == [value]
+            assert [p.altitude_m for p in positions_of(decoded)] == [value]
         elif key == "result":
             results = [e.result for e in decoded.events if isinstance(e, CommandResult)]
             assert value in results + _attribute(decoded, "result")
         elif value is None:
-            assert not _attribute(decoded, _snake(key)), f"{key} should be absent"
+            assert not _attribute(decoded, snake(key)), f"{key} should be absent"
         else:
-            assert value in _attribute(decoded, _snake(key)), (
-                f"{key}={value!r} not in {_attribute(decoded, _snake(key))}")
+            assert value in _attribute(decoded, snake(key)), (
+                f"{key}={value!r} not in {_attribute(decoded, snake(key))}")
 
 
 def _check_reply(record: Record, decoded: Decoded) -> None:
@@ -202,7 +194,7 @@ def _check_reply(record: Record, decoded: Decoded) -> None:
 def _check_reference_fix(record: Record, decoded: Decoded) -> None:
     """What the reference decoded beyond the test's assertions: the fix, when it had one."""
     reference = (record.raw.get("traccar_decoded") or {}).get("positions") or []
-    positions = _positions(decoded)
+    positions = positions_of(decoded)
     if not reference or not positions or reference[0].get("outdated"):
         return
     ref, mine = reference[0], positions[0]

@@ -14,7 +14,6 @@ skipped.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,11 +28,12 @@ from protocols import (
     CommandType,
     Decoded,
     Discarded,
-    Position,
     get_codec,
 )
 from protocols.h02 import H02Framer, H02Options, encode_command_at
 from protocols.h02.commands import encode_alarm_arm
+
+from .corpus_support import positions_of, snake
 
 CORPUS = Path(__file__).parent / "corpus" / "wave2-samples.jsonl"
 CLOCK = datetime(2026, 2, 3, 4, 5, 6, tzinfo=UTC)
@@ -122,14 +122,6 @@ def _replay() -> None:
 _replay()
 
 
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
-
-
-def _positions(decoded: Decoded) -> list[Position]:
-    return [e for e in decoded.events if isinstance(e, Position)]
-
-
 def _attribute(decoded: Decoded, key: str) -> list[Any]:
     return [e.attributes[key] for e in decoded.events
             if key in getattr(e, "attributes", {})]
@@ -137,7 +129,7 @@ def _attribute(decoded: Decoded, key: str) -> list[Any]:
 
 def _check_kind(record: Record, decoded: Decoded) -> None:
     kind = record.expect["kind"]
-    positions = _positions(decoded)
+    positions = positions_of(decoded)
     if kind == "position":
         assert positions, f"expected a position, got {decoded.events}"
     elif kind in ("no_position", "not_null", "attribute"):
@@ -152,7 +144,7 @@ def _check_kind(record: Record, decoded: Decoded) -> None:
 def _check_asserted(record: Record, decoded: Decoded) -> None:
     expect = record.expect
     if "time" in expect:
-        first = _positions(decoded)[0]
+        first = positions_of(decoded)[0]
         assert first.fix_time == datetime.fromisoformat(expect["time"].replace("Z", "+00:00"))
         assert first.valid is expect["valid"]
         assert first.lat == pytest.approx(expect["lat"], abs=TOLERANCE_DEG)
@@ -161,7 +153,7 @@ def _check_asserted(record: Record, decoded: Decoded) -> None:
         if key == "result":
             assert value in [e.result for e in decoded.events if isinstance(e, CommandResult)]
         else:
-            assert value in _attribute(decoded, _snake(key)), _attribute(decoded, _snake(key))
+            assert value in _attribute(decoded, snake(key)), _attribute(decoded, snake(key))
 
 
 def _check_reference(record: Record, decoded: Decoded, instead: dict[str, Any]) -> None:
@@ -170,7 +162,7 @@ def _check_reference(record: Record, decoded: Decoded, instead: dict[str, Any]) 
     if not reference or reference[0].get("outdated"):
         return
     ref = reference[0]
-    mine = _positions(decoded)[0]
+    mine = positions_of(decoded)[0]
     assert mine.lat == pytest.approx(ref["lat"], abs=TOLERANCE_DEG)
     assert mine.lon == pytest.approx(ref["lon"], abs=TOLERANCE_DEG)
     assert mine.valid is ref["valid"]
@@ -188,7 +180,7 @@ def _check_reference(record: Record, decoded: Decoded, instead: dict[str, Any]) 
         assert mine.attributes.get("status") == values.get("status")
         assert mine.attributes.get("ignition") == values.get("ignition")
         alarms = [e.alarm.value for e in decoded.events if isinstance(e, Alarm)]
-        assert alarms == ([_snake(values["alarm"])] if "alarm" in values else [])
+        assert alarms == ([snake(values["alarm"])] if "alarm" in values else [])
 
 
 @pytest.mark.parametrize("record", DECODE, ids=[f"line{r.line}" for r in DECODE])

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +30,6 @@ from protocols import (
     CommandType,
     Decoded,
     Discarded,
-    Position,
     get_codec,
 )
 from protocols.imei import complete_imei, is_valid_imei
@@ -43,6 +41,8 @@ from protocols.jt808 import (
     escape,
     unescape,
 )
+
+from .corpus_support import attribute_values, positions_of, snake
 
 CORPUS = Path(__file__).parent / "corpus" / "wave2-samples.jsonl"
 TOLERANCE_DEG = 1e-5
@@ -121,7 +121,6 @@ FRAMING = [r for r in RECORDS if r.kind == "framing"]
 COMMANDS = [r for r in RECORDS if r.kind == "command"]
 
 
-
 def _line(hex_prefix: str) -> int:
     """The corpus line of the record whose frame starts with `hex_prefix`."""
     lines = [r.line for r in RECORDS if r.hex.startswith(hex_prefix)]
@@ -170,23 +169,6 @@ def replayed() -> dict[int, Decoded]:
 # Helpers ---------------------------------------------------------------------------------------
 
 
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
-
-
-def _positions(decoded: Decoded) -> list[Position]:
-    return [e for e in decoded.events if isinstance(e, Position)]
-
-
-def _values(decoded: Decoded, key: str) -> list[Any]:
-    found = []
-    for event in decoded.events:
-        attributes = getattr(event, "attributes", None)
-        if attributes is not None and key in attributes:
-            found.append(attributes[key])
-    return found
-
-
 def _expected_device_id(terminal: str) -> str:
     """The device id rule of docs/protocols/jt808.md, written out independently."""
     if terminal.isdigit():
@@ -213,7 +195,7 @@ def _matches(value: Any, found: list[Any]) -> bool:
 def _check_kind(record: Record, decoded: Decoded) -> None:
     expect = record.raw["expect"]
     kind = expect["kind"]
-    positions = _positions(decoded)
+    positions = positions_of(decoded)
     if kind == "position":
         assert positions, f"expected a position, got {decoded.events}"
         if expect.get("multi"):
@@ -241,19 +223,19 @@ def _check_attributes(record: Record, decoded: Decoded, changes: dict[str, Any])
                 assert all(e.position is not None for e in decoded.events
                            if isinstance(e, Alarm)), "an alarm without its position"
         elif key == "sat":
-            assert value in [p.satellites for p in _positions(decoded)]
+            assert value in [p.satellites for p in positions_of(decoded)]
         elif key == "result":
             results = [e.result for e in decoded.events if isinstance(e, CommandResult)]
             assert value in results, f"result {value!r} not in {results}"
         else:
-            found = _values(decoded, _snake(key))
+            found = attribute_values(decoded, snake(key))
             assert _matches(value, found), f"{key}={value!r} not in {found}"
 
 
 def _check_fixes(record: Record, decoded: Decoded, changes: dict[str, Any]) -> None:
     reference = [p for p in record.raw.get("traccar_decoded", {}).get("positions", [])
                  if p.get("fixTime")]
-    positions = _positions(decoded)
+    positions = positions_of(decoded)
     if not reference:
         return
     assert len(positions) == len(reference), f"{len(positions)} fixes, reference {len(reference)}"

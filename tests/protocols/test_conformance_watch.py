@@ -12,7 +12,6 @@ instead; nothing is skipped.
 from __future__ import annotations
 
 import json
-import re
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +22,8 @@ import pytest
 from protocols import Alarm, Decoded, Discarded, Position, Rejected, get_codec
 from protocols.codec import Command, CommandType
 from protocols.watch import commands
+
+from .corpus_support import snake
 
 CORPUS = Path(__file__).parent / "corpus" / "wave2-samples.jsonl"
 CODEC = get_codec("watch")
@@ -80,10 +81,6 @@ def _raw(record: dict[str, Any]) -> bytes:
     return bytes(record["message"].encode("latin-1"))
 
 
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
-
-
 def _through_framer(record: dict[str, Any]) -> bytes:
     raw = _raw(record)
     if _key(record) in DIRECT:
@@ -133,9 +130,9 @@ def _check_asserted(record: dict[str, Any], decoded: Decoded) -> None:
     for key, value in expect.get("attributes", {}).items():
         if key == "alarm":
             alarms = [e.alarm.value for e in decoded.events if isinstance(e, Alarm)]
-            assert _snake(value) in alarms, alarms
+            assert snake(value) in alarms, alarms
         else:
-            assert value in _attribute_values(decoded, _snake(key)), (key, decoded.events)
+            assert value in _attribute_values(decoded, snake(key)), (key, decoded.events)
 
 
 def _check_reference_reading(record: dict[str, Any], decoded: Decoded) -> None:
@@ -155,9 +152,9 @@ def _check_reference_reading(record: dict[str, Any], decoded: Decoded) -> None:
         status = decoded.events[0]
         for key, value in expected.items():
             if key in ("heartRate", "temp1"):
-                assert status.attributes[_snake(key)] == value  # type: ignore[union-attr]
+                assert status.attributes[snake(key)] == value  # type: ignore[union-attr]
             elif key in ("pressureHigh", "pressureLow"):
-                assert status.attributes[_snake(key)] == int(value)  # type: ignore[union-attr]
+                assert status.attributes[snake(key)] == int(value)  # type: ignore[union-attr]
         return
     [position] = positions
     assert position.fix_time == datetime.fromisoformat(expected["fixTime"].replace("Z", "+00:00"))
@@ -179,7 +176,7 @@ def _check_reference_reading(record: dict[str, Any], decoded: Decoded) -> None:
     assert attributes.get("wifi_count", 0) == expected.get("wifi_count", 0)
     alarms = [e.alarm.value for e in decoded.events if isinstance(e, Alarm)]
     if "alarm" in expected:
-        assert alarms == [_snake(expected["alarm"])]
+        assert alarms == [snake(expected["alarm"])]
         assert attributes["alarm"] == alarms[0]
     else:
         assert alarms == []
