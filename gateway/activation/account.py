@@ -84,17 +84,14 @@ class AccountFlow:
         """`code` is a current code of the owner's app, not used before (rule 26). Wrong codes
         count with the sign-in ones toward `activation.totp_lock_failures`."""
         now = utcnow()
-        row = await accounts.totp_of(conn, owner.contact)
-        if row is None or row.totp_secret is None:
+        if not owner.totp_enabled:
             return False
         if await counters.current(conn, "totp", owner.contact, now, None) >= \
                 self.engine.settings.totp_lock_failures:
             await audit.record(conn, action, "capped", owner_id=owner.id, client_addr=client_addr)
             return False
-        step = None
-        if code is not None and is_code_format(code):
-            step = matching_step(self.engine.sealer.open(row.totp_secret, owner.id), code, now)
-        if step is None or not await accounts.accept_totp_step(conn, owner.id, step):
+        if code is None or not is_code_format(code) or not await self.engine.accept_app_code(
+                conn, owner.contact, code, now):
             await counters.bump(conn, "totp", owner.contact, now, None)
             await audit.record(conn, action, "wrong_code", owner_id=owner.id,
                                client_addr=client_addr)

@@ -408,18 +408,27 @@ class CodeEngine:
         if decoy:
             return False
         async with self.db.begin() as conn:
-            owner = await accounts.totp_of(conn, row.claimant)
-            if owner is None or owner.totp_secret is None:
-                return False
-            secret = self.sealer.open(owner.totp_secret, owner.id)
-            step = matching_step(secret, code, now) if secret is not None else None
-            if step is None:
-                return False
-            accepted = await accounts.accept_totp_step(conn, owner.id, step)
-            if not accepted:
-                await audit.record(conn, "check", "totp_replay", owner_id=owner.id,
-                                   challenge_id=row.id, detail={"step": step})
-            return accepted
+            return await self.accept_app_code(conn, row.claimant, code, now,
+                                              challenge_id=row.id)
+
+    async def accept_app_code(
+        self, conn: AsyncConnection, contact: str, code: str, now: datetime,
+        challenge_id: str | None = None,
+    ) -> bool:
+        """`code` is the current code of `contact`'s authenticator app, in a time step later
+        than the last accepted one, which it becomes (rule 26; a replay is audited)."""
+        owner = await accounts.totp_of(conn, contact)
+        if owner is None or owner.totp_secret is None:
+            return False
+        secret = self.sealer.open(owner.totp_secret, owner.id)
+        step = matching_step(secret, code, now) if secret is not None else None
+        if step is None:
+            return False
+        accepted = await accounts.accept_totp_step(conn, owner.id, step)
+        if not accepted:
+            await audit.record(conn, "check", "totp_replay", owner_id=owner.id,
+                               challenge_id=challenge_id, detail={"step": step})
+        return accepted
 
     async def _wrong(
         self, row: Row[Any], last_try: bool, client_addr: str | None, now: datetime
