@@ -74,25 +74,10 @@ class AlarmNotifier:
         binding = await queries.current_binding(self.db, imei)
         if binding is None:
             return  # nobody's device: nobody to tell
-        if self._min_interval_s > 0:  # 0: every alarm is told, nothing to count
-            now = datetime.now(UTC)
-            async with self.db.begin() as conn:
-                count, _ = await counters.bump(conn, "alarm", f"{imei}:{kind}"[:255], now,
-                                               self._min_interval_s)
-            if count > 1:
-                self._count("suppressed")
-                return
-        cap = self.settings.max_per_device_hour
-        if cap and kind != AlarmType.SOS.value:
-            async with self.db.begin() as conn:
-                told, _ = await counters.bump(conn, "alarm_device", imei[:255], datetime.now(UTC),
-                                              3600)
-            if told > cap:
-                self._count("capped")
-                if told == cap + 1:
-                    log.warning("alarm messages capped for this device this hour", extra={
-                        "device": imei, "alarm": kind, "cap": cap})
-                return
+        held = await self._held_back(imei, kind)
+        if held is not None:
+            self._count(held)
+            return
         key = (imei, kind)
         if len(self._sent) >= MAX_REMEMBERED:
             self._sent.clear()
@@ -112,6 +97,29 @@ class AlarmNotifier:
         else:
             log.info("alarm notified", extra={"device": imei, "alarm": kind,
                                               "channel": message.kind})
+
+    async def _held_back(self, imei: str, kind: str) -> str | None:
+        """Why this alarm is not told ("suppressed": its type was told within
+        `min_interval_s`; "capped": `max_per_device_hour` reached), or None, counting it in
+        one transaction."""
+        cap = self.settings.max_per_device_hour if kind != AlarmType.SOS.value else 0
+        if self._min_interval_s <= 0 and not cap:  # every alarm is told: nothing to count
+            return None
+        now = datetime.now(UTC)
+        async with self.db.begin() as conn:
+            if self._min_interval_s > 0:
+                count, _ = await counters.bump(conn, "alarm", f"{imei}:{kind}"[:255], now,
+                                               self._min_interval_s)
+                if count > 1:
+                    return "suppressed"
+            if cap:
+                told, _ = await counters.bump(conn, "alarm_device", imei[:255], now, 3600)
+                if told > cap:
+                    if told == cap + 1:
+                        log.warning("alarm messages capped for this device this hour", extra={
+                            "device": imei, "alarm": kind, "cap": cap})
+                    return "capped"
+        return None
 
     def _count(self, result: str) -> None:
         if self.metrics is not None:
