@@ -295,7 +295,6 @@ async def forget_unclaimed_device(db: Database, imei: str) -> bool:
     """Delete a device that never belonged to anyone, with its frames and alarms: True when
     it was deleted. A device that is claimed or locked, was ever bound, or is provisioned is
     kept (False)."""
-    devices = Device.__table__
     async with db.begin() as conn:
         device = (await conn.execute(
             select(Device.id, Device.state, Device.current_binding_id)
@@ -311,11 +310,16 @@ async def forget_unclaimed_device(db: Database, imei: str) -> bool:
             .where(ProvisionedDevice.imei == imei))
         if ever_bound or provisioned:
             return False
-        for table in (DeviceFrame.__table__, StoredAlarm.__table__, DeviceLink.__table__,
-                      DeviceCommand.__table__):
-            await conn.execute(delete(table).where(table.c.device_id == device.id))
-        await conn.execute(delete(devices).where(devices.c.id == device.id))
+        await _delete_devices(conn, [device.id])
     return True
+
+
+async def _delete_devices(conn: AsyncConnection, ids: list[int]) -> None:
+    """Delete these device rows with their frames, alarms, links and commands."""
+    for table in (DeviceFrame.__table__, StoredAlarm.__table__, DeviceLink.__table__,
+                  DeviceCommand.__table__):
+        await conn.execute(delete(table).where(table.c.device_id.in_(ids)))
+    await conn.execute(delete(Device.__table__).where(Device.__table__.c.id.in_(ids)))
 
 
 async def forget_stale_devices(db: Database, seen_before: datetime, *, limit: int = 1000) -> int:
@@ -333,12 +337,8 @@ async def forget_stale_devices(db: Database, seen_before: datetime, *, limit: in
                 ~select(p.c.imei).where((p.c.imei == d.c.imei) | (p.c.wire_id == d.c.imei))
                 .exists())
             .order_by(d.c.last_seen).limit(limit))).all())
-        if not ids:
-            return 0
-        for table in (DeviceFrame.__table__, StoredAlarm.__table__, DeviceLink.__table__,
-                      DeviceCommand.__table__):
-            await conn.execute(delete(table).where(table.c.device_id.in_(ids)))
-        await conn.execute(delete(d).where(d.c.id.in_(ids)))
+        if ids:
+            await _delete_devices(conn, ids)
     return len(ids)
 
 
