@@ -337,18 +337,17 @@ class Stream:
                 # An unidentified frame with replies is a handshake some protocols answer
                 # before the device has named itself: answered, nothing stored.
                 accepted += 1
-                if owner is not None and not self.identified:
-                    self.identified = True
-                    self._displaced = pipeline.online.get(owner)
+                if owner is not None and (speaking := pipeline.online.get(owner)) is not self:
+                    # This connection speaks for the device now: it gets its commands (another
+                    # one that named it, and may have gone quiet, gets them back when this
+                    # one closes).
+                    self._displaced = speaking
                     pipeline.online[owner] = self
-                    self.sink.identified()
-                    if pipeline.on_identified is not None:
-                        pipeline.on_identified(self)
-                elif owner is not None and pipeline.online.get(owner) is not self:
-                    # Another connection named the device since: the one that speaks for it
-                    # last gets its commands (not the one that named it once and went quiet).
-                    self._displaced = pipeline.online.get(owner)
-                    pipeline.online[owner] = self
+                    if not self.identified:
+                        self.identified = True
+                        self.sink.identified()
+                        if pipeline.on_identified is not None:
+                            pipeline.on_identified(self)
             acks = 0
             for reply in replies:
                 if reply.after_store:
