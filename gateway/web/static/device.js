@@ -172,6 +172,9 @@
   var alarmsTable = document.getElementById("alarms-table");
   var seenAlarms = {};
   var newestAlarm = 0;
+  function alarmClass(kind) {
+    return "alarm alarm-" + String(kind || "other").replace(/[^a-z_]/g, "");
+  }
   function alarmKey(kind, t) { return String(kind) + "@" + Math.floor(t / 1000); }
   if (alarmsTable) {
     Array.prototype.forEach.call(alarmsTable.querySelectorAll("tr[data-key]"), function (row) {
@@ -184,8 +187,7 @@
     var rows = alarmsTable && alarmsTable.tBodies[0];
     if (!rows) { return; }
     var row = document.createElement("tr");
-    row.className = "alarm alarm-" + String(body.alarm || "other").replace(/[^a-z_]/g, "") +
-      " fresh";
+    row.className = alarmClass(body.alarm) + " fresh";
     [isNaN(t) ? "?" : utc(t), body.alarm === "sos" ? "SOS" : String(body.alarm || "alarm").replace(/_/g, " "),
       where ? where.lat.toFixed(5) + ", " + where.lon.toFixed(5) : "–"].forEach(function (text) {
       var cell = document.createElement("td");
@@ -210,7 +212,7 @@
     if (where) { text += " near " + where.lat.toFixed(5) + ", " + where.lon.toFixed(5); }
     if (alarmsBox) {
       var item = document.createElement("p");
-      item.className = "alarm alarm-" + String(body.alarm || "other").replace(/[^a-z_]/g, "");
+      item.className = alarmClass(body.alarm);
       item.textContent = text;
       alarmsBox.insertBefore(item, alarmsBox.firstChild);
       while (alarmsBox.children.length > MAX_ALARMS) { alarmsBox.removeChild(alarmsBox.lastChild); }
