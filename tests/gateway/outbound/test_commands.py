@@ -33,6 +33,21 @@ async def _post(act: Act, device: str, body: dict[str, Any]) -> Any:
     return await act.http.post(f"/api/v1/devices/{device}/commands", json=body)
 
 
+async def owned_then_offline(act: Act, db: Database, link_factory: Any, device: str) -> None:
+    """A gl300 tracker logs in, becomes an owner's device, and goes away (the gateway sees it
+    offline)."""
+    tracker = await connect(act, link_factory, "gl300", device)
+    await tracker.login()
+    await owner_of(act, db, device)
+    await tracker.link.close()
+
+    async def offline() -> bool:
+        assert act.gateway.pipeline is not None
+        return device not in act.gateway.pipeline.online
+
+    await eventually(offline)
+
+
 async def test_position_request_is_queued_sent_and_acknowledged(
     start_act: StartAct, db: Database, link_factory: Any,
 ) -> None:
@@ -70,16 +85,7 @@ async def test_a_command_queued_while_offline_goes_out_when_the_device_reconnect
 ) -> None:
     act = await start_act(**FAST)
     device = imei(801)
-    tracker = await connect(act, link_factory, "gl300", device)
-    await tracker.login()
-    await owner_of(act, db, device)
-    await tracker.link.close()
-
-    async def offline() -> bool:
-        assert act.gateway.pipeline is not None
-        return device not in act.gateway.pipeline.online
-
-    await eventually(offline)
+    await owned_then_offline(act, db, link_factory, device)
     answer = await _post(act, device, {"type": "report_interval",
                                        "params": {"interval_s": 120}})
     assert answer.status_code == 202, answer.text
@@ -104,16 +110,7 @@ async def test_a_command_nobody_takes_expires(
 ) -> None:
     act = await start_act(commands={"poll_s": 0.2, "ttl_s": 1.0})
     device = imei(802)
-    tracker = await connect(act, link_factory, "gl300", device)
-    await tracker.login()
-    await owner_of(act, db, device)
-    await tracker.link.close()
-
-    async def offline() -> bool:
-        assert act.gateway.pipeline is not None
-        return device not in act.gateway.pipeline.online
-
-    await eventually(offline)
+    await owned_then_offline(act, db, link_factory, device)
     answer = await _post(act, device, {"type": "reboot"})
     command = await wait_status(act.http, device, answer.json()["id"], "expired")
     assert command["sent_at"] is None
@@ -150,16 +147,7 @@ async def test_a_command_waiting_when_the_device_changes_hands_is_never_sent(
 ) -> None:
     act = await start_act(**FAST)
     device = imei(804)
-    tracker = await connect(act, link_factory, "gl300", device)
-    await tracker.login()
-    await owner_of(act, db, device)
-    await tracker.link.close()
-
-    async def offline() -> bool:
-        assert act.gateway.pipeline is not None
-        return device not in act.gateway.pipeline.online
-
-    await eventually(offline)
+    await owned_then_offline(act, db, link_factory, device)
     command_id = (await _post(act, device, {"type": "position_single"})).json()["id"]
     await queries.release_device(db, device)
     await queries.bind_device(db, device, BOB)
