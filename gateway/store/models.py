@@ -205,7 +205,8 @@ class StoredPosition(Base):
         ForeignKeyConstraint(["binding_id", "device_id"], ["bindings.id", "bindings.device_id"]),
         CheckConstraint("lat BETWEEN -90 AND 90", name="lat_range"),
         CheckConstraint("lon BETWEEN -180 AND 180", name="lon_range"),
-        Index("ix_positions_binding_id_fix_time", "binding_id", "fix_time"),
+        # No index of its own on binding_id: a binding's positions are read through the
+        # (device_id, fix_time) key (migration 0006 says why).
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -71,11 +71,17 @@ async def owner_positions(
     db: Database, binding_ids: tuple[int, ...], *, since: datetime | None = None,
     until: datetime | None = None, limit: int = 1000, newest_first: bool = False,
 ) -> list[PositionInfo]:
-    """Positions stored under the given bindings (the owner's own), by fix time."""
+    """Positions stored under the given bindings (the owner's own, all of one device), by fix
+    time."""
+    if not binding_ids:
+        return []
     p = StoredPosition
+    # Read through the (device_id, fix_time) key (a binding has no index of its own): every
+    # binding given is one of the same device.
+    device = select(Binding.device_id).where(Binding.id == binding_ids[0]).scalar_subquery()
     stmt = select(p.fix_time, p.received_at, p.lat, p.lon, p.valid, p.speed_kmh, p.course_deg,
                   p.altitude_m, p.satellites, p.hdop, p.attributes).where(
-        p.binding_id.in_(binding_ids))
+        p.device_id == device, p.binding_id.in_(binding_ids))
     if since is not None:
         stmt = stmt.where(p.fix_time >= since)
     if until is not None:

@@ -172,9 +172,11 @@ async def positions_for_binding(
 ) -> list[PositionInfo]:
     """Positions stored under one binding, oldest first, with since <= fix_time < until."""
     p = StoredPosition
+    # Through the (device_id, fix_time) key: the binding has no index of its own.
+    device = select(Binding.device_id).where(Binding.id == binding_id).scalar_subquery()
     stmt = select(p.fix_time, p.received_at, p.lat, p.lon, p.valid, p.speed_kmh, p.course_deg,
                   p.altitude_m, p.satellites, p.hdop, p.attributes).where(
-        p.binding_id == binding_id)
+        p.device_id == device, p.binding_id == binding_id)
     if since is not None:
         stmt = stmt.where(p.fix_time >= since)
     if until is not None:

@@ -134,6 +134,8 @@ class GroupCommitWriter:
         #: False while the last write attempt failed (the database is away or locked).
         self.healthy = True
         self._queue: deque[_Job] = deque()
+        #: When the oldest item of the queue arrived (loop time; valid while it is not empty).
+        self._oldest_at = 0.0
         #: Batches being written, kept (also when cancelled) so that close() fails what is left.
         self._inflight: list[list[_Job]] = []
         self._slots = asyncio.Semaphore(concurrency)
@@ -214,7 +216,10 @@ class GroupCommitWriter:
         self._pending += 1
         self._idle.clear()
         self.stats.submitted += 1
-        self._queue.append(_Job(item, done))
+        queue = self._queue
+        if not queue:
+            self._oldest_at = time.monotonic()
+        queue.append(_Job(item, done))
         self._wakeup.set()
         if len(self._queue) >= self.max_batch:
             self._full.set()
@@ -256,11 +261,14 @@ class GroupCommitWriter:
             # With `concurrency` > 1, a batch is started while others are still committing
             # (a slow commit then delays only its own items).
             await self._slots.acquire()
-            if len(self._queue) < self.max_batch and self.max_delay_s > 0:
-                # Let other connections join this batch, unless it is already full.
+            # Let other connections join this batch for up to `max_delay` after its first
+            # item arrived, unless it is already full. Items that came while the batch before
+            # was being written have waited already: they go at once.
+            delay = self._oldest_at + self.max_delay_s - time.monotonic()
+            if len(self._queue) < self.max_batch and delay > 0:
                 self._full.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._full.wait(), self.max_delay_s)
+                    await asyncio.wait_for(self._full.wait(), delay)
             batch = self._take(self.max_batch)
             if not batch:  # taken by a retrying batch meanwhile
                 self._slots.release()
@@ -282,9 +290,16 @@ class GroupCommitWriter:
             self._slots.release()
 
     def _take(self, count: int) -> list[_Job]:
-        taken = []
-        while self._queue and len(taken) < count:
-            taken.append(self._queue.popleft())
+        queue = self._queue
+        if count <= 0:
+            return []
+        if len(queue) <= count:
+            taken = list(queue)
+            queue.clear()
+            return taken
+        taken = [queue.popleft() for _ in range(count)]
+        # What is left of the queue has waited at least until now.
+        self._oldest_at = time.monotonic()
         return taken
 
     async def _write(self, batch: list[_Job]) -> None:

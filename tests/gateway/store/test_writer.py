@@ -155,6 +155,38 @@ async def test_outage_withholds_acks_and_loses_nothing(db: Database, outage: Out
     assert await count_positions(db) == 26
 
 
+async def test_items_that_waited_during_a_write_are_not_held_again(
+        db: Database, outage: Outage) -> None:
+    """`max_delay_ms` is how long an item may wait for others to join its batch, counted from
+    its arrival: one that arrived while the batch before was being written (here held up by a
+    locked database for longer than the delay) is written as soon as that batch commits."""
+    devices = [imei(n) for n in range(3)]
+    await bound(db, *devices)
+    away = Database.create(outage.url, sqlite_busy_timeout_ms=50, connect_timeout_s=2)
+    loop = asyncio.get_running_loop()
+    commits: list[tuple[int, float]] = []
+    writer = fast_writer(away, max_batch=2, max_delay_ms=1000,
+                         on_commit=lambda size, _s: commits.append((size, loop.time())))
+    writer.start()
+    try:
+        await _call(outage.cut)
+        # A full batch goes at once, and is held by the outage.
+        held = [asyncio.ensure_future(writer.submit(fix_item(d, 1))) for d in devices[:2]]
+        await eventually(lambda: not writer.healthy, "the first batch meets the outage")
+        late = asyncio.ensure_future(writer.submit(fix_item(devices[2], 1)))
+        await asyncio.sleep(1.5)  # longer than max_delay: the late item has waited enough
+        assert not late.done()
+        await _call(outage.restore)
+        await asyncio.wait_for(asyncio.gather(*held, late), PATIENCE_S)
+    finally:
+        await writer.close(drain=False)
+        await away.dispose()
+    assert [size for size, _ in commits] == [2, 1]
+    # Held again for max_delay, it would commit a second after the first batch.
+    assert commits[1][1] - commits[0][1] < 0.8
+    assert await count_positions(db) == 3
+
+
 # A SQLite write cannot lose its connection half-way: this case exists on PostgreSQL only.
 @pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
 async def test_connection_lost_during_a_batch(db: Database, outage: Outage) -> None:
