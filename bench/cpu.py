@@ -2,7 +2,7 @@
 
     python bench/cpu.py [--devices 2000] [--rate 5] [--seconds 10]
                         [--dialects sqlite,postgresql] [--pg postgresql://postgres@127.0.0.1/test]
-                        [--unclaimed] [--set KEY=VALUE ...]
+                        [--unclaimed] [--rounds N] [--set KEY=VALUE ...]
 
 A load process opens --devices GL300 connections and, once all are open, sends each one's
 position frames at --rate per second (phases spread over the period) for --seconds, then waits
@@ -18,6 +18,10 @@ window; on PostgreSQL the database backends serving the gateway are added (their
 gateway's). The figure is CPU time per acknowledged frame; the gateway's is divided by the
 baseline's, in the same run, because absolute rates on a shared machine vary from run to run.
 Targets: at most 3x the baseline on SQLite, 3.5x on PostgreSQL, ack p99 under 50 ms.
+A round's ratio can differ from the next one's by 20% on a shared machine: `--rounds 3`
+measures both alternately three times and judges the medians. For each gateway the share of
+its event-loop thread is printed (the rest: the SQLite writer's thread, or the PostgreSQL
+backends), with the store writer's items per batch and time per batch (from /metrics).
 
 `--unclaimed` leaves the devices unclaimed instead: their frames are decoded, the device rows
 and frame rings written and the frames acknowledged after the commit, but no position is
@@ -33,6 +37,7 @@ import collections
 import multiprocessing
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -298,6 +303,9 @@ def main() -> int:
                         help="PostgreSQL server where a scratch database is created")
     parser.add_argument("--unclaimed", action="store_true",
                         help="devices unclaimed: no positions stored (CPU per acked frame)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure the bare server and the gateway this many times, "
+                             "alternately, and judge the medians")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a gateway setting as its environment variable without the "
                              "GATEWAY_ prefix, e.g. DATABASE__BATCH_DELAY_MS=10 (repeatable)")
@@ -305,16 +313,37 @@ def main() -> int:
     raise_fd_limit()
     print(f"load: {args.devices} GL300 connections x {args.rate:g} frames/s x "
           f"{args.seconds:g} s, SACK on, devices {'unclaimed' if args.unclaimed else 'bound'}")
-    bare = bare_figures(args)
-    print(f"bare uvloop server: {bare.us_per_frame:.1f} us CPU per frame "
-          f"({bare.frames} frames), ack p50 {bare.p50_ms:.1f} ms p99 {bare.p99_ms:.1f} ms")
+    names = args.dialects.split(",")
+    rounds: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
     ok = True
-    for name in args.dialects.split(","):
-        ok &= report(name, args, bare)
+    for number in range(1, args.rounds + 1):
+        if args.rounds > 1:
+            print(f"round {number} of {args.rounds}")
+        bare = bare_figures(args)
+        print(f"bare uvloop server: {bare.us_per_frame:.1f} us CPU per frame "
+              f"({bare.frames} frames), ack p50 {bare.p50_ms:.1f} ms p99 {bare.p99_ms:.1f} ms")
+        for name in names:
+            passed, ratio, p99 = report(name, args, bare)
+            rounds[name].append((ratio, p99))
+            if args.rounds == 1:
+                ok &= passed
+    if args.rounds > 1:
+        # Rounds differ by tens of percent on a shared machine: the medians are judged.
+        for name in names:
+            ratio = statistics.median(r for r, _ in rounds[name])
+            p99 = statistics.median(p for _, p in rounds[name])
+            passed = args.unclaimed or (ratio <= TARGETS[name] and p99 < TARGET_P99_MS)
+            ok &= passed
+            spread = ", ".join(f"{r:.2f}x" for r, _ in rounds[name])
+            verdict = ("" if args.unclaimed else f"  [target <= {TARGETS[name]:g}x, p99 < "
+                       f"{TARGET_P99_MS:g} ms: {'ok' if passed else 'MISSED'}]")
+            print(f"{name}: median of {args.rounds} rounds {ratio:.2f}x the bare server "
+                  f"({spread}), ack p99 {p99:.1f} ms{verdict}")
     return 0 if ok else 1
 
 
-def report(name: str, args: argparse.Namespace, bare: CpuFigures) -> bool:
+def report(name: str, args: argparse.Namespace, bare: CpuFigures) -> tuple[bool, float, float]:
+    """Measure the gateway on `name` and print its figures; (target met, ratio, ack p99)."""
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-cpu-{name}-"))
     db_name = f"bench_cpu_{uuid.uuid4().hex[:10]}" if name == "postgresql" else None
     if db_name is None:
@@ -341,7 +370,7 @@ def report(name: str, args: argparse.Namespace, bare: CpuFigures) -> bool:
               f"position stored) = {ratio:.2f}x the bare server; ack p50 {gw.p50_ms:.1f} ms "
               f"p99 {gw.p99_ms:.1f} ms  [for comparison; targets judged with devices bound]")
         print(f"  of which the event-loop thread {gw.loop_us_per_frame:.1f} us")
-        return True
+        return True, ratio, gw.p99_ms
     target = TARGETS[name]
     passed = ratio <= target and gw.p99_ms < TARGET_P99_MS
     what = "gateway + its PostgreSQL backends" if name == "postgresql" else "gateway"
@@ -352,7 +381,7 @@ def report(name: str, args: argparse.Namespace, bare: CpuFigures) -> bool:
     print(f"  of which the event-loop thread {gw.loop_us_per_frame:.1f} us, other threads"
           f"{' and backends' if db_name else ''} {gw.us_per_frame - gw.loop_us_per_frame:.1f} us; "
           f"{gw.batch_items:.0f} items per batch, written and committed in {gw.batch_ms:.1f} ms")
-    return passed
+    return passed, ratio, gw.p99_ms
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 Each connection calls `await writer.submit(item)` (or `submit_nowait(item, done)`, which calls
 `done` instead of returning) and sends the device its acknowledgement only when told the item is
 committed. One background task collects the submissions of all connections into batches (up
-to `max_batch` items, or `max_delay_ms` after the first one) and writes each with `write_batch`,
-so the cost of a commit (an fsync) is shared by the batch.
+to `max_batch` items, or `max_delay_ms` after the first one arrived: items that came while the
+batch before was being written go at once) and writes each with `write_batch`, so the cost of a
+commit (an fsync) is shared by the batch.
 
 When the database is away (refused, restarted, locked), nobody's submit fails: the batch is kept
 and retried with capped exponential backoff, and completes when the database is back. Acks are
