@@ -1,6 +1,6 @@
 """The store alone: positions per second through write_batch, next to the bare driver.
 
-    python bench/store.py [--batches 20] [--size 1000] [--devices 100]
+    python bench/store.py [--batches 20] [--size 1000] [--devices 100] [--spread]
                           [--dialects sqlite,postgresql]
                           [--pg postgresql://postgres@127.0.0.1:5432/test]
 
@@ -43,6 +43,9 @@ from protocols import Fix, Position, get_codec
 from protocols.imei import complete_imei
 
 DEVICES = 100
+#: Spread each batch over the fleet as the paced load does (one frame per device per batch),
+#: instead of round-robin over the first devices.
+SPREAD = False
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 RECEIVED = datetime(2026, 1, 2, tzinfo=UTC)
 
@@ -56,7 +59,13 @@ def make_batch(first_device: int, number: int, size: int) -> list[IngestItem]:
     codec = get_codec("gl300")
     items = []
     for i in range(size):
-        device = codec.device(imei_of(first_device + i % DEVICES))
+        if SPREAD:
+            # As bench/cpu.py's paced load sends: device n in slot n % 20 of each period.
+            slot, rank = divmod(number * size + i, max(DEVICES // 20, 1))
+            index = (slot % 20 + 20 * rank) % DEVICES
+        else:
+            index = i % DEVICES
+        device = codec.device(imei_of(first_device + index))
         fix = Fix(fix_time=T0 + timedelta(seconds=number * size + i), lat=45 + i * 1e-6,
                   lon=9.0, speed_kmh=40.0, course_deg=90.0)
         raw = device.position(fix)
@@ -76,20 +85,26 @@ async def _prepare(url: str, first_device: int, size: int) -> Database:
     return db
 
 
-async def _time_batches(batches: int, write: Callable[[int], Awaitable[None]]) -> float:
-    """The median seconds of `batches` calls of write(number)."""
+async def _time_batches(batches: int, write: Callable[[int], Awaitable[None]],
+                        cpu: list[float] | None = None) -> float:
+    """The median seconds of `batches` calls of write(number); with `cpu`, the process CPU
+    seconds of all of them (every thread: SQLite's writer runs on its own) are appended."""
     times = []
+    cpu_started = time.process_time()
     for number in range(1, batches + 1):
         started = time.perf_counter()
         await write(number)
         times.append(time.perf_counter() - started)
+    if cpu is not None:
+        cpu.append(time.process_time() - cpu_started)
     return statistics.median(times)
 
 
 async def store_rate(url: str, batches: int = 20, size: int = 1000,
-                     first_device: int = 0) -> float:
+                     first_device: int = 0, cpu: list[float] | None = None) -> float:
     """Positions per second written by write_batch (from the median batch) into a migrated
-    database at `url`. Its devices are imei_of(first_device...), bound here."""
+    database at `url`. Its devices are imei_of(first_device...), bound here. With `cpu`, the
+    CPU seconds of the timed batches are appended to it."""
     db = await _prepare(url, first_device, size)
     prepared = {n: make_batch(first_device, n, size) for n in range(1, batches + 1)}
 
@@ -99,7 +114,7 @@ async def store_rate(url: str, batches: int = 20, size: int = 1000,
             raise SystemExit(f"write_batch stored {result.positions_stored} of {size}")
 
     try:
-        return size / await _time_batches(batches, write)
+        return size / await _time_batches(batches, write, cpu)
     finally:
         await db.dispose()
 
@@ -178,7 +193,7 @@ async def scratch_pg(admin_dsn: str, create: bool, name: str) -> None:
         await conn.close()
 
 
-async def bench(dialect: str, args: argparse.Namespace) -> tuple[float, float]:
+async def bench(dialect: str, args: argparse.Namespace) -> tuple[float, float, float]:
     with tempfile.TemporaryDirectory() as folder:
         name = f"bench_store_{uuid.uuid4().hex[:10]}"
         if dialect == "sqlite":
@@ -191,16 +206,17 @@ async def bench(dialect: str, args: argparse.Namespace) -> tuple[float, float]:
                 .render_as_string(hide_password=False)
         try:
             await upgrade(url)
-            gateway = await store_rate(url, args.batches, args.size, first_device=0)
+            cpu: list[float] = []
+            gateway = await store_rate(url, args.batches, args.size, first_device=0, cpu=cpu)
             bare = await driver_rate(url, args.batches, args.size, first_device=DEVICES)
-            return gateway, bare
+            return gateway, bare, cpu[0] / (args.batches * args.size)
         finally:
             if dialect == "postgresql":
                 await scratch_pg(args.pg, False, name)
 
 
 def main() -> int:
-    global DEVICES
+    global DEVICES, SPREAD
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--size", type=int, default=1000)
@@ -209,14 +225,20 @@ def main() -> int:
     parser.add_argument("--dialects", default="sqlite,postgresql")
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/test",
                         help="PostgreSQL server where a scratch database is created")
+    parser.add_argument("--spread", action="store_true",
+                        help="each batch takes one frame of each of --size devices spread over "
+                             "the fleet, as bench/cpu.py's paced load (default: round-robin)")
     args = parser.parse_args()
     DEVICES = args.devices
-    print(f"batches of {args.size} GL300 positions over {DEVICES} bound devices, "
-          f"median of {args.batches}")
+    SPREAD = args.spread
+    print(f"batches of {args.size} GL300 positions over {DEVICES} bound devices"
+          f"{' (spread as the paced load)' if SPREAD else ''}, median of {args.batches}")
     for dialect in args.dialects.split(","):
-        gateway, bare = asyncio.run(bench(dialect, args))
-        print(f"{dialect:10s} write_batch {gateway:8,.0f} positions/s; bare driver inserting "
-              f"the position rows only {bare:8,.0f}/s; ratio {gateway / bare:.0%}")
+        gateway, bare, cpu = asyncio.run(bench(dialect, args))
+        side = " (client side only)" if dialect == "postgresql" else ""
+        print(f"{dialect:10s} write_batch {gateway:8,.0f} positions/s, {cpu * 1e6:.1f} us CPU "
+              f"per position{side}; bare driver inserting the position rows only "
+              f"{bare:8,.0f}/s; ratio {gateway / bare:.0%}")
     return 0
 
 
