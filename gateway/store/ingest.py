@@ -50,7 +50,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.types import TypeEngine
+from sqlalchemy.types import TypeEngine, UserDefinedType
 
 from gateway.store.database import Database
 from gateway.store.models import Device as DeviceModel
@@ -376,8 +376,8 @@ class _Bulk:
     texts: dict[int, str] = field(default_factory=dict)
 
     def params(self, rows: list[Row]) -> Any:
-        """PostgreSQL: the rows as one list per column (the arrays given to unnest)."""
-        return tuple(list(column) for column in zip(*rows, strict=True))
+        """PostgreSQL: the rows as the one array given to unnest."""
+        return (rows,)
 
     def text(self, count: int) -> str:
         text = self.texts.get(count)
@@ -400,11 +400,13 @@ class _Bulk:
 def _bulk(dialect: Dialect, stmt: Any, types: dict[str, TypeEngine[Any] | None]) -> _Bulk:
     compiled = stmt.compile(dialect=dialect, column_keys=list(types))
     keys = tuple(compiled.positiontup or ())
-    if keys != tuple(types):  # the row builders below rely on this order
-        raise AssertionError(f"{stmt.table.name}: parameters {keys} are not {tuple(types)}")
     sql = str(compiled)
     if dialect.name == "postgresql":
+        if keys != ("rows",):
+            raise AssertionError(f"{stmt.table.name}: parameters {keys} are not ('rows',)")
         return _Bulk(sql, True)
+    if keys != tuple(types):  # the row builders below rely on this order
+        raise AssertionError(f"{stmt.table.name}: parameters {keys} are not {tuple(types)}")
     group = "(" + ", ".join(["?"] * len(keys)) + ")"
     head, found, tail = sql.partition(" VALUES " + group)
     if not found or group in tail:
@@ -412,20 +414,31 @@ def _bulk(dialect: Dialect, stmt: Any, types: dict[str, TypeEngine[Any] | None])
     return _Bulk(sql, False, head + " VALUES ", group, tail)
 
 
+class _Rows(UserDefinedType[Any]):
+    """An array of a composite type of migration 0007 (`ingest_<table>[]`): the rows of one
+    bulk statement, sent by asyncpg as one value."""
+
+    cache_ok = True
+
+    def __init__(self, composite: str) -> None:
+        self.composite = composite
+
+    def get_col_spec(self, **_kw: Any) -> str:
+        return f"{self.composite}[]"
+
+
 def _bulk_source(
     dialect: str, table: Table, types: dict[str, TypeEngine[Any] | None]
 ) -> Any:
     """The INSERT of many rows into `table`, before its ON CONFLICT clause: plain on SQLite
-    (executed once per row), from `unnest` of one array per column on PostgreSQL."""
+    (VALUES groups, see `_Bulk`), from `unnest` of one array of rows on PostgreSQL (the
+    composite type `ingest_<table>` of migration 0007, whose fields are `types` in order)."""
     if dialect != "postgresql":
         return sqlite.insert(table)
     names = list(types)
-    arrays = [bindparam(name, type_=postgresql.ARRAY(kind if kind is not None else Text()))
-              for name, kind in types.items()]
-    source = func.unnest(*arrays).table_valued(*names).render_derived()
-    columns = [source.c[name] if types[name] is not None
-               else cast(source.c[name], postgresql.JSONB) for name in names]
-    return postgresql.insert(table).from_select(names, select(*columns))
+    rows = cast(bindparam("rows"), _Rows(f"ingest_{table.name}"))
+    source = func.unnest(rows).table_valued(*names).render_derived()
+    return postgresql.insert(table).from_select(names, select(*[source.c[n] for n in names]))
 
 
 @dataclass(frozen=True, slots=True)
