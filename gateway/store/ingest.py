@@ -282,27 +282,29 @@ _FRAME_TYPES: dict[str, TypeEngine[Any] | None] = {
 }
 
 
-#: "YYYY-MM-DD HH:MM:SS." of the seconds formatted lately, by POSIX time (see _sqlite_time).
-_SECONDS: dict[int, str] = {}
-_SECONDS_KEPT = 4096
+#: "YYYY-MM-DD HH:MM:" of the minutes formatted lately, by POSIX minute (see _sqlite_time).
+_MINUTES: dict[int, str] = {}
+_MINUTES_KEPT = 4096
 
 
 def _sqlite_time(value: datetime) -> str:
     """A datetime as the store keeps it on SQLite (see models.UTCDateTime): naive UTC text in
     one fixed format, microseconds always written.
 
-    A hot path (two or three values per position): the text of the whole second is formatted
-    once and kept, since the frames of a batch fall in a few seconds; about half the cost of
-    `isoformat` for each value."""
+    A hot path (two or three values per position): the text of the minute is formatted once
+    and kept, since the times of a batch fall in a few minutes (fixes a second apart too);
+    about half the cost of `isoformat` for each value."""
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    second = int(value.timestamp() // 1)
-    head = _SECONDS.get(second)
+    minute = int(value.timestamp() // 60)
+    head = _MINUTES.get(minute)
     if head is None:
-        if len(_SECONDS) >= _SECONDS_KEPT:
-            _SECONDS.clear()
-        head = _SECONDS[second] = value.replace(microsecond=0, tzinfo=None).isoformat(" ") + "."
-    return f"{head}{value.microsecond:06d}"
+        if len(_MINUTES) >= _MINUTES_KEPT:
+            _MINUTES.clear()
+        head = _MINUTES[minute] = value.replace(
+            second=0, microsecond=0, tzinfo=None).isoformat(" ")[:-2]
+    # %-formatting: ~240 ns here against ~370 for the f-string with two format specs.
+    return "%s%02d.%06d" % (head, value.second, value.microsecond)  # noqa: UP031
 
 
 def _same_time(value: datetime) -> datetime:

@@ -1,10 +1,11 @@
 """PostgreSQL: one composite type per bulk statement of the write path.
 
-A batch's rows reach PostgreSQL as one array of rows per statement (`unnest($1::ingest_positions[])`)
-instead of one array per column: asyncpg checks every element of a column array against the
-`collections.abc` classes in Python, about 4.3 us per 13-column row, against 2.9 us per row for
-an array of composite values (measured with asyncpg alone, 200 rows per statement). The fields
-are the columns each statement writes, in the order of `gateway.store.ingest`'s row builders.
+A batch's rows reach PostgreSQL as one array of rows per statement
+(`unnest($1::ingest_positions[])`) instead of one array per column: asyncpg checks every
+element of a column array against the `collections.abc` classes in Python, about 4.3 us per
+13-column row, against 2.9 us per row for an array of composite values (measured with asyncpg
+alone, 200 rows per statement). The fields are the columns each statement writes, in the order
+of `gateway.store.ingest`'s row builders.
 SQLite: nothing to do.
 
 Revision ID: 0007
