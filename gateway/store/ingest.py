@@ -4,9 +4,9 @@
 per table: no ORM object and no round trip per row, so a batch of a thousand frames costs a
 few statements and one commit. The statements are built with SQLAlchemy Core, compiled once, and
 run with plain values (`exec_driver_sql`): up to 256 rows per INSERT on SQLite; on PostgreSQL
-each column is sent as one array and the rows are made server-side by `unnest`
-(`INSERT ... SELECT * FROM unnest($1::bigint[], ...)`), so a statement has a dozen parameters
-instead of 13,000 and asyncpg encodes them in C.
+the rows are sent as one array of a composite type (migration 0007) and unnested server-side
+(`INSERT ... SELECT ... FROM unnest($1::ingest_positions[])`), so a statement has one parameter
+instead of 13,000 and asyncpg encodes it row by row in C.
 
 A batch is a plan (`_plan`): a generator of driver statements that is told each one's result.
 On a SQLite file the whole plan runs on the batch writer's own thread and plain `sqlite3`
@@ -256,8 +256,8 @@ def _add_alarm(acc: _DeviceBatch, alarm: Alarm, received: datetime, received_val
 
 #: The columns each bulk statement writes, in the order of the values of its rows, with their
 #: kinds: a datetime (`_TIMESTAMP`) goes as text on SQLite, a JSON value (None) as JSON text;
-#: the rest is passed as it is. On PostgreSQL they are also the element types of the arrays
-#: given to `unnest`.
+#: the rest is passed as it is. On PostgreSQL they are the fields, in order, of the composite
+#: type `ingest_<table>` (migration 0007) whose array is given to `unnest`.
 _TIMESTAMP = DateTime(timezone=True)
 _DEVICE_TYPES: dict[str, TypeEngine[Any] | None] = {
     "imei": Text(), "protocol": Text(), "state": Text(), "first_seen": _TIMESTAMP,
@@ -364,8 +364,9 @@ class _Bulk:
     row, and the driver's thread takes Python's GIL back after every step: under load that
     was hundreds of hand-overs per batch with the event loop's thread, which stalled it more
     than the database work cost.
-    PostgreSQL: `INSERT ... SELECT * FROM unnest(<one array per column>)`: a dozen parameters
-    per statement whatever the number of rows, encoded by asyncpg in C.
+    PostgreSQL: `INSERT ... SELECT ... FROM unnest(<one array of rows>)`: one parameter per
+    statement whatever the number of rows, encoded by asyncpg in C (an array per column would
+    have each element checked against `collections.abc` in Python).
     """
 
     sql: str
