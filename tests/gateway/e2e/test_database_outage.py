@@ -21,7 +21,6 @@ from tests.gateway.e2e.conftest import (
     StartGateway,
     bind_when_seen,
     eventually,
-    gateway_settings,
 )
 from tests.gateway.store.proxy import TcpProxy
 from tests.gateway.store.support import count_positions
@@ -112,14 +111,16 @@ async def test_outage_withholds_acks_then_recovers(
 
 
 @pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
-async def test_gateway_starts_while_postgresql_is_down(store_url: str, link_factory) -> None:
+async def test_gateway_starts_while_postgresql_is_down(
+    store_url: str, link_factory, start_gateway: StartGateway  # type: ignore[no-untyped-def]
+) -> None:
     url = make_url(store_url)
     proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
     await proxy.start()
     await proxy.cut()
     proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    gateway = Gateway(gateway_settings(store_url, database={"url": proxied}))
-    await gateway.start()
+    # The fixture takes fresh ports if one was taken meanwhile (and stops the gateway again).
+    gateway = await start_gateway(database={"url": proxied})
     try:
         link: DeviceLink = await link_factory(gateway.tcp.ports["gl300"])
         # A heartbeat's SACK acknowledges no data: it goes out with the database away.

@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 
 from gateway.server import Gateway
 from protocols import names
-from tests.gateway.e2e.conftest import gateway_settings
+from tests.gateway.e2e.conftest import StartGateway
 
 #: What Chromium sends when it opens a page.
 BROWSER_ACCEPT = ("text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,"
@@ -47,7 +47,7 @@ async def test_store_up_reads_1_from_the_start(gateway: Gateway) -> None:
 @pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
 @pytest.mark.parametrize("what", ["server down", "database missing"])
 async def test_store_up_reads_0_at_start_and_the_log_says_why(
-    store_url: str, what: str, caplog: pytest.LogCaptureFixture
+    store_url: str, what: str, caplog: pytest.LogCaptureFixture, start_gateway: StartGateway
 ) -> None:
     url = make_url(store_url)
     if what == "server down":
@@ -58,18 +58,14 @@ async def test_store_up_reads_0_at_start_and_the_log_says_why(
     else:
         url = url.set(database=f"gateway_missing_{uuid.uuid4().hex[:10]}")
         expected = f"create it with `createdb -h {url.host} -p {url.port or 5432}"
-    gateway = Gateway(gateway_settings(
-        store_url, database={"url": url.render_as_string(hide_password=False)}))
     caplog.set_level(logging.WARNING, logger="gateway")
-    await gateway.start()
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.http_port}") as client:
-            metrics = (await client.get("/metrics")).text
-            health = await client.get("/healthz")
-        assert health.status_code == 503 and health.json()["database"] == "down"
-        assert store_up(metrics) == 0.0
-    finally:
-        await gateway.stop()
+    # Started (and stopped) by the fixture: it takes fresh ports if one was taken meanwhile.
+    gateway = await start_gateway(database={"url": url.render_as_string(hide_password=False)})
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.http_port}") as client:
+        metrics = (await client.get("/metrics")).text
+        health = await client.get("/healthz")
+    assert health.status_code == 503 and health.json()["database"] == "down"
+    assert store_up(metrics) == 0.0
     [warning] = [r.getMessage() for r in caplog.records
                  if r.getMessage().startswith("the database cannot be used yet")]
     assert expected in warning, warning
