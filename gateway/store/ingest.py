@@ -30,14 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    DateTime,
-    Double,
-    Integer,
-    LargeBinary,
     Table,
-    Text,
     and_,
     bindparam,
     case,
@@ -50,7 +43,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.types import TypeEngine, UserDefinedType
+from sqlalchemy.types import UserDefinedType
 
 from gateway.store.database import Database
 from gateway.store.models import Device as DeviceModel
@@ -254,32 +247,23 @@ def _add_alarm(acc: _DeviceBatch, alarm: Alarm, received: datetime, received_val
     acc.alarms[key] = (alarm, event_time, received_value)
 
 
-#: The columns each bulk statement writes, in the order of the values of its rows, with their
-#: kinds: a datetime (`_TIMESTAMP`) goes as text on SQLite, a JSON value (None) as JSON text;
-#: the rest is passed as it is. On PostgreSQL they are the fields, in order, of the composite
-#: type `ingest_<table>` (migration 0007) whose array is given to `unnest`.
-_TIMESTAMP = DateTime(timezone=True)
-_DEVICE_TYPES: dict[str, TypeEngine[Any] | None] = {
-    "imei": Text(), "protocol": Text(), "state": Text(), "first_seen": _TIMESTAMP,
-    "last_seen": _TIMESTAMP, "remote_addr": Text(), "last_fix_time": _TIMESTAMP,
-    "last_lat": Double(), "last_lon": Double(), "last_speed_kmh": Double(),
-    "last_course_deg": Double(), "last_valid": Boolean(), "frame_seq": BigInteger(),
-}
-_POSITION_TYPES: dict[str, TypeEngine[Any] | None] = {
-    "device_id": BigInteger(), "binding_id": BigInteger(), "fix_time": _TIMESTAMP,
-    "received_at": _TIMESTAMP, "lat": Double(), "lon": Double(), "valid": Boolean(),
-    "speed_kmh": Double(), "course_deg": Double(), "altitude_m": Double(),
-    "satellites": Integer(), "hdop": Double(), "attributes": None,
-}
-_ALARM_TYPES: dict[str, TypeEngine[Any] | None] = {
-    "device_id": BigInteger(), "binding_id": BigInteger(), "alarm_type": Text(),
-    "raw_code": Text(), "event_time": _TIMESTAMP, "lat": Double(), "lon": Double(),
-    "received_at": _TIMESTAMP,
-}
-_FRAME_TYPES: dict[str, TypeEngine[Any] | None] = {
-    "device_id": BigInteger(), "slot": Integer(), "seq": BigInteger(),
-    "received_at": _TIMESTAMP, "raw": LargeBinary(), "remote_addr": Text(), "result": Text(),
-}
+#: The columns each bulk statement writes, in the order of the values of its rows (the row
+#: builders below give datetimes as `TimeValue` makes them and attributes as JSON text). On
+#: PostgreSQL they are the fields, in order, of the composite type `ingest_<table>` (migration
+#: 0007) whose array is given to `unnest`.
+_DEVICE_COLUMNS = (
+    "imei", "protocol", "state", "first_seen", "last_seen", "remote_addr", "last_fix_time",
+    "last_lat", "last_lon", "last_speed_kmh", "last_course_deg", "last_valid", "frame_seq",
+)
+_POSITION_COLUMNS = (
+    "device_id", "binding_id", "fix_time", "received_at", "lat", "lon", "valid", "speed_kmh",
+    "course_deg", "altitude_m", "satellites", "hdop", "attributes",
+)
+_ALARM_COLUMNS = (
+    "device_id", "binding_id", "alarm_type", "raw_code", "event_time", "lat", "lon",
+    "received_at",
+)
+_FRAME_COLUMNS = ("device_id", "slot", "seq", "received_at", "raw", "remote_addr", "result")
 
 
 #: "YYYY-MM-DD HH:MM:" of the minutes formatted lately, by POSIX minute (see _sqlite_time).
@@ -293,7 +277,7 @@ def _sqlite_time(value: datetime) -> str:
 
     A hot path (two or three values per position): the text of the minute is formatted once
     and kept, since the times of a batch fall in a few minutes (fixes a second apart too);
-    about half the cost of `isoformat` for each value."""
+    ~820 ns a value against ~980 for `isoformat`, measured over fixes a second apart."""
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
     minute = int(value.timestamp() // 60)
@@ -400,16 +384,16 @@ class _Bulk:
             yield _Step(self.text(len(chunk)), tuple(itertools.chain.from_iterable(chunk)))
 
 
-def _bulk(dialect: Dialect, stmt: Any, types: dict[str, TypeEngine[Any] | None]) -> _Bulk:
-    compiled = stmt.compile(dialect=dialect, column_keys=list(types))
+def _bulk(dialect: Dialect, stmt: Any, columns: tuple[str, ...]) -> _Bulk:
+    compiled = stmt.compile(dialect=dialect, column_keys=list(columns))
     keys = tuple(compiled.positiontup or ())
     sql = str(compiled)
     if dialect.name == "postgresql":
         if keys != ("rows",):
             raise AssertionError(f"{stmt.table.name}: parameters {keys} are not ('rows',)")
         return _Bulk(sql, True)
-    if keys != tuple(types):  # the row builders below rely on this order
-        raise AssertionError(f"{stmt.table.name}: parameters {keys} are not {tuple(types)}")
+    if keys != columns:  # the row builders below rely on this order
+        raise AssertionError(f"{stmt.table.name}: parameters {keys} are not {columns}")
     group = "(" + ", ".join(["?"] * len(keys)) + ")"
     head, found, tail = sql.partition(" VALUES " + group)
     if not found or group in tail:
@@ -430,15 +414,13 @@ class _Rows(UserDefinedType[Any]):
         return f"{self.composite}[]"
 
 
-def _bulk_source(
-    dialect: str, table: Table, types: dict[str, TypeEngine[Any] | None]
-) -> Any:
+def _bulk_source(dialect: str, table: Table, columns: tuple[str, ...]) -> Any:
     """The INSERT of many rows into `table`, before its ON CONFLICT clause: plain on SQLite
     (VALUES groups, see `_Bulk`), from `unnest` of one array of rows on PostgreSQL (the
-    composite type `ingest_<table>` of migration 0007, whose fields are `types` in order)."""
+    composite type `ingest_<table>` of migration 0007, whose fields are `columns` in order)."""
     if dialect != "postgresql":
         return sqlite.insert(table)
-    names = list(types)
+    names = list(columns)
     rows = cast(bindparam("rows"), _Rows(f"ingest_{table.name}"))
     source = func.unnest(rows).table_valued(*names).render_derived()
     return postgresql.insert(table).from_select(names, select(*[source.c[n] for n in names]))
@@ -471,7 +453,7 @@ def _statements(dialect: Dialect) -> _Statements:
     if cached is not None:
         return cached
     name = dialect.name
-    stmt = _bulk_source(name, _devices, _DEVICE_TYPES)
+    stmt = _bulk_source(name, _devices, _DEVICE_COLUMNS)
     new = stmt.excluded
     old = _devices.c
     newer_fix = and_(
@@ -495,11 +477,11 @@ def _statements(dialect: Dialect) -> _Statements:
     else:
         device_ids = ("SELECT id, imei, current_binding_id, frame_seq FROM devices "
                       "WHERE imei IN (SELECT value FROM json_each(?))")
-    positions = (_bulk_source(name, _positions, _POSITION_TYPES)
+    positions = (_bulk_source(name, _positions, _POSITION_COLUMNS)
                  .on_conflict_do_nothing(index_elements=["device_id", "fix_time"]))
-    alarms = (_bulk_source(name, _alarms, _ALARM_TYPES)
+    alarms = (_bulk_source(name, _alarms, _ALARM_COLUMNS)
               .on_conflict_do_nothing(index_elements=["device_id", "alarm_type", "event_time"]))
-    frames = _bulk_source(name, _frames, _FRAME_TYPES)
+    frames = _bulk_source(name, _frames, _FRAME_COLUMNS)
     frames = frames.on_conflict_do_update(
         index_elements=["device_id", "slot"],
         set_={column: frames.excluded[column]
@@ -515,9 +497,9 @@ def _statements(dialect: Dialect) -> _Statements:
     reported = update(_devices).where(_devices.c.id == bindparam("b_row_id")).values(
         reported_imei=bindparam("b_imei"))
     statements = _STATEMENTS[name] = _Statements(
-        _bulk(dialect, devices, _DEVICE_TYPES), device_ids,
-        _bulk(dialect, positions, _POSITION_TYPES), _bulk(dialect, alarms, _ALARM_TYPES),
-        _bulk(dialect, frames, _FRAME_TYPES),
+        _bulk(dialect, devices, _DEVICE_COLUMNS), device_ids,
+        _bulk(dialect, positions, _POSITION_COLUMNS), _bulk(dialect, alarms, _ALARM_COLUMNS),
+        _bulk(dialect, frames, _FRAME_COLUMNS),
         _driver_sql(dialect, links, _LINK_COLUMNS),
         _driver_sql(dialect, reported, ("b_imei", "b_row_id")))
     return statements

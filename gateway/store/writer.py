@@ -135,7 +135,8 @@ class GroupCommitWriter:
         #: False while the last write attempt failed (the database is away or locked).
         self.healthy = True
         self._queue: deque[_Job] = deque()
-        #: When the oldest item of the queue arrived (loop time; valid while it is not empty).
+        #: When the oldest item of the queue arrived (`time.monotonic()`; valid while it is not
+        #: empty).
         self._oldest_at = 0.0
         #: Batches being written, kept (also when cancelled) so that close() fails what is left.
         self._inflight: list[list[_Job]] = []

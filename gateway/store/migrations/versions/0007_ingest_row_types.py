@@ -24,7 +24,7 @@ down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-#: name -> fields, as `gateway.store.ingest` sends them (its `_*_TYPES` in the same order).
+#: name -> fields, as `gateway.store.ingest` sends them (its `_*_COLUMNS` in the same order).
 TYPES = {
     "ingest_devices": (
         "imei text, protocol text, state text, first_seen timestamptz, last_seen timestamptz, "
