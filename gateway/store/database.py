@@ -264,6 +264,13 @@ class SqliteWriter:
                 # batches of 100 over 1,000 devices (67 -> 54 us, process CPU time).
                 connection.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
                 connection.execute(f"PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES}")
+                # A bulk statement that can hit a constraint keeps a statement journal (the
+                # pages it changed, to undo it alone); past 64 KiB SQLite spills it to a temp
+                # file, so every batch wrote about one page per device a second time, to a file
+                # created and deleted per batch. Kept in memory it is bounded by the statement
+                # (256 rows): 300 positions over 2,000 devices went from ~675 to ~390 write
+                # calls per batch and from ~31 to ~25 us of CPU per position.
+                connection.execute("PRAGMA temp_store = MEMORY")
             except BaseException:
                 connection.close()
                 raise

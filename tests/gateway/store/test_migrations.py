@@ -60,6 +60,23 @@ async def test_sqlite_file_is_created_with_durable_settings(tmp_path: Path) -> N
         await db.dispose()
 
 
+async def test_the_batch_writers_connection_is_as_durable_and_keeps_temp_data_in_memory(
+        tmp_path: Path) -> None:
+    db = await Database.connect(f"sqlite:///{tmp_path / 'gateway.db'}",
+                                sqlite_busy_timeout_ms=1234)
+    try:
+        assert db.sqlite_writer is not None
+        settings = await db.sqlite_writer.write(lambda connection: [
+            connection.execute(f"PRAGMA {name}").fetchone()[0]
+            for name in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys",
+                         "temp_store")])
+        # temp_store 2 (MEMORY): the bulk statements' statement journals are not spilled to
+        # a temp file written and deleted per batch.
+        assert settings == ["wal", 2, 1234, 1, 2]
+    finally:
+        await db.dispose()
+
+
 async def test_postgresql_is_not_migrated_implicitly(store_url: str) -> None:
     db = await Database.connect(store_url, auto_upgrade=None)
     try:
