@@ -431,8 +431,10 @@ class _Statements:
     #: The device upsert; on PostgreSQL it returns (id, imei, current_binding_id, frame_seq).
     devices: _Bulk
     #: SQLite: (id, imei, current_binding_id, frame_seq) of the devices named in a JSON array,
-    #: read after the upsert (RETURNING needs SQLite 3.35, newer than some systems ship). None
-    #: on PostgreSQL.
+    #: read after the upsert (RETURNING needs SQLite 3.35, newer than some systems ship), as
+    #: one row holding a JSON array of them: the driver releases Python's GIL for every row it
+    #: steps, and with the event loop's thread waiting for it, each of hundreds of rows per
+    #: batch was a hand-over between the two threads. None on PostgreSQL.
     device_ids: str | None
     positions: _Bulk
     alarms: _Bulk
@@ -475,8 +477,8 @@ def _statements(dialect: Dialect) -> _Statements:
     if name == "postgresql":
         devices = devices.returning(old.id, old.imei, old.current_binding_id, old.frame_seq)
     else:
-        device_ids = ("SELECT id, imei, current_binding_id, frame_seq FROM devices "
-                      "WHERE imei IN (SELECT value FROM json_each(?))")
+        device_ids = ("SELECT json_group_array(json_array(id, imei, current_binding_id, "
+                      "frame_seq)) FROM devices WHERE imei IN (SELECT value FROM json_each(?))")
     positions = (_bulk_source(name, _positions, _POSITION_COLUMNS)
                  .on_conflict_do_nothing(index_elements=["device_id", "fix_time"]))
     alarms = (_bulk_source(name, _alarms, _ALARM_COLUMNS)
@@ -613,8 +615,9 @@ def _plan(statements: _Statements, items: Sequence[IngestItem], frames_per_devic
     else:
         for step in upsert.steps(device_rows):
             yield step
-        device_ids = yield _Step(statements.device_ids,
-                                 (json.dumps([acc.imei for acc in batches]),), fetch=True)
+        found = yield _Step(statements.device_ids,
+                            (json.dumps([acc.imei for acc in batches]),), fetch=True)
+        device_ids = json.loads(found[0][0])
     # (id, imei, current_binding_id, frame_seq) per device
     by_imei = {row[1]: row for row in device_ids}
 
