@@ -26,6 +26,7 @@ from protocols import (
     UnsupportedCommand,
     get_codec,
 )
+from protocols.framing import BoundedFramer
 from protocols.gl300 import CODEC, Gl300Device, Gl300Framer, Gl300Options, decode, encode_command
 from protocols.gl300.decoder import _decode
 
@@ -128,6 +129,36 @@ def test_framer_split_byte_by_byte() -> None:
         out.extend(framer.feed(bytes([byte])))
     assert out == [FRI, HBD]
     assert framer.buffered == 0
+
+
+class _GeneralFramer(Gl300Framer):
+    """The @Track framer without its one-whole-frame shortcut."""
+
+    __slots__ = ()
+
+    def feed(self, data: bytes) -> list[bytes | Discarded]:
+        return BoundedFramer.feed(self, data)
+
+
+_PIECES = st.one_of(
+    st.sampled_from([FRI, HBD, FRI_4, FRI[:-1], FRI + b"\x00", b"+ACK:", b"+RESP:", b"$",
+                     b"\x00", b"+", b"\r\n", FRI[:40], FRI[40:]]),
+    st.binary(max_size=40),
+    st.text(alphabet="+$\x00RESPBUF:GTFRI,0123456789.", max_size=40).map(str.encode),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.lists(_PIECES, min_size=1, max_size=4).map(b"".join), max_size=8),
+       st.sampled_from([32, 64, 4096]))
+@example([FRI, HBD, FRI + b"x$"], 4096)
+@example([FRI], 64)
+def test_framer_shortcut_gives_what_the_general_search_gives(
+        chunks: list[bytes], bound: int) -> None:
+    fast, general = Gl300Framer(bound), _GeneralFramer(bound)
+    for chunk in chunks:
+        assert fast.feed(chunk) == general.feed(chunk), chunk
+        assert fast.buffered == general.buffered
 
 
 def test_framer_keeps_partial_header_at_end() -> None:
