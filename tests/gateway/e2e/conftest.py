@@ -48,25 +48,31 @@ def gateway_settings(store_url: str, **sections: dict[str, Any]) -> Settings:
 StartGateway = Callable[..., Awaitable[Gateway]]
 
 
+async def start_on_free_ports(store_url: str, **sections: dict[str, Any]) -> Gateway:
+    """A started gateway (`gateway_settings` with `sections`); the caller stops it."""
+    # free_port() can race with other processes on this host: retry with fresh ports.
+    for attempt in range(3):
+        gateway = Gateway(gateway_settings(store_url, **sections))
+        try:
+            await gateway.start()
+        except OSError as exc:
+            await gateway.stop()
+            if exc.errno != errno.EADDRINUSE or attempt == 2:
+                raise
+            continue
+        return gateway
+    raise AssertionError("unreachable")
+
+
 @pytest.fixture
 async def start_gateway(store_url: str) -> AsyncIterator[StartGateway]:
     """Start gateways with settings overrides; all are stopped at the end of the test."""
     started: list[Gateway] = []
 
     async def start(**sections: dict[str, Any]) -> Gateway:
-        # free_port() can race with other processes on this host: retry with fresh ports.
-        for attempt in range(3):
-            gateway = Gateway(gateway_settings(store_url, **sections))
-            try:
-                await gateway.start()
-            except OSError as exc:
-                await gateway.stop()
-                if exc.errno != errno.EADDRINUSE or attempt == 2:
-                    raise
-                continue
-            started.append(gateway)
-            return gateway
-        raise AssertionError("unreachable")
+        gateway = await start_on_free_ports(store_url, **sections)
+        started.append(gateway)
+        return gateway
 
     yield start
     for gateway in started:

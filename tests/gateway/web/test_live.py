@@ -10,10 +10,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from gateway.server import Gateway
 from protocols.codec import Fix
 from tests.gateway.activation.conftest import TEST_ACTIVATION
-from tests.gateway.e2e.conftest import ADMIN_TOKEN, gateway_settings
+from tests.gateway.e2e.conftest import ADMIN_TOKEN, start_on_free_ports
 
 from .conftest import ALICE, BOB, Act, LinkFactory, claim, imei, live, online
 
@@ -186,10 +185,9 @@ async def test_stopping_the_gateway_ends_open_streams(
     store_url: str, link_factory: LinkFactory, tmp_path  # type: ignore[no-untyped-def]
 ) -> None:
     """An open stream never holds up a shutdown; the browser reconnects (no `ended`)."""
-    gateway = Gateway(gateway_settings(
+    gateway = await start_on_free_ports(
         store_url, activation=TEST_ACTIVATION,
-        notify={"outbox_path": str(tmp_path / "outbox.jsonl"), "retry_delay_s": 0.0}))
-    await gateway.start()
+        notify={"outbox_path": str(tmp_path / "outbox.jsonl"), "retry_delay_s": 0.0})
     try:
         base = f"http://127.0.0.1:{gateway.http_port}"
         async with httpx.AsyncClient(base_url=base, timeout=30) as http, httpx.AsyncClient(
