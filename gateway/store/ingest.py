@@ -173,9 +173,7 @@ def _aware(value: datetime, what: str) -> datetime:
 def _merge(items: Iterable[IngestItem], time: TimeValue) -> dict[str, _DeviceBatch]:
     devices: dict[str, _DeviceBatch] = {}
     for item in items:
-        received = item.received_at
-        if received.tzinfo is not UTC:
-            _aware(received, "received_at")
+        received = _aware(item.received_at, "received_at")
         # Converted once per item: its position, alarm and frame rows share it.
         received_value = time(received)
         acc = devices.get(item.device_id)
@@ -218,9 +216,7 @@ def _merge(items: Iterable[IngestItem], time: TimeValue) -> dict[str, _DeviceBat
 
 def _add_fix(acc: _DeviceBatch, position: Position, received: Any, alarm: str | None,
              time: TimeValue) -> None:
-    fix_time = position.fix_time
-    if fix_time.tzinfo is not UTC:
-        _aware(fix_time, "fix_time")
+    fix_time = _aware(position.fix_time, "fix_time")
     if fix_time in acc.fixes:
         acc.duplicates += 1
         return
@@ -646,12 +642,7 @@ def _plan(statements: _Statements, items: Sequence[IngestItem], frames_per_devic
                 position.lat if position else None, position.lon if position else None,
                 received))
         if frames_per_device:
-            frames = acc.frames
-            if len(frames) == 1:  # the usual case: one frame of the device in the batch
-                frame_rows.append((device_id, frame_seq % frames_per_device, frame_seq,
-                                   *frames[0]))
-            else:
-                frame_rows.extend(_ring_rows(device_id, frame_seq, frames, frames_per_device))
+            frame_rows.extend(_ring_rows(device_id, frame_seq, acc.frames, frames_per_device))
 
     stored = 0
     for step in statements.positions.steps(position_rows) if position_rows else ():
@@ -700,6 +691,8 @@ def _ring_rows(device_id: int, seq_after: int, frames: list[Row], size: int) -> 
     Only the last `size` frames are written: older ones would be overwritten in the same
     statement (which PostgreSQL refuses: one row may not be updated twice by one upsert).
     """
+    if len(frames) == 1:  # the usual case: one frame of the device in the batch
+        return [(device_id, seq_after % size, seq_after, *frames[0])]
     first_seq = seq_after - len(frames) + 1
     kept = frames[-size:]
     first_kept = first_seq + len(frames) - len(kept)
