@@ -35,7 +35,7 @@ from gateway.store import queries
 from gateway.store.database import Database
 from gateway.store.ingest import IngestItem, write_batch
 from gateway.store.migrate import upgrade
-from gateway.store.writer import GroupCommitWriter, ItemStore
+from gateway.store.writer import Done, GroupCommitWriter, ItemStore
 from protocols import Fix, Login, get_codec
 from protocols.imei import complete_imei
 
@@ -48,10 +48,9 @@ class SettlingStore:
     saturated = False
 
     def __init__(self) -> None:
-        self.done: list[Callable[[BaseException | None], None]] = []
+        self.done: list[Done] = []
 
-    def submit_nowait(self, item: IngestItem,
-                      done: Callable[[BaseException | None], None]) -> None:
+    def submit_nowait(self, item: IngestItem, done: Done) -> None:
         self.done.append(done)
 
     def call_when_room(self, callback: Callable[[], None]) -> None:
@@ -61,10 +60,6 @@ class SettlingStore:
         done, self.done = self.done, []
         for callback in done:
             callback(None)
-
-    @property
-    def pending(self) -> int:
-        return len(self.done)
 
 
 class CountingSink:

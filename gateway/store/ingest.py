@@ -633,8 +633,8 @@ def _plan(statements: _Statements, items: Sequence[IngestItem], frames_per_devic
         if binding_id is None:
             unbound += len(acc.fixes)
         else:
-            for fix in acc.fixes.values():
-                position_rows.append(_position_row(device_id, binding_id, fix))
+            for stored_fix in acc.fixes.values():
+                position_rows.append(_position_row(device_id, binding_id, stored_fix))
         for alarm, event_time, received in acc.alarms.values():
             position = alarm.position
             alarm_rows.append((
